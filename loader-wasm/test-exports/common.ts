@@ -1,5 +1,6 @@
 // Test build only. The JS harness places inputs in linear memory above the heap base
 // (the crypto core allocates nothing at run time) and grows memory itself.
+import "../runtime/abort";
 import { ctEqual, wipe } from "../crypto/ct";
 
 export function heap_base(): usize {

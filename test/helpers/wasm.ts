@@ -4,7 +4,10 @@
 import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 
-const wasmPath = fileURLToPath(new URL("../../build/loader-test.wasm", import.meta.url));
+// VEIL_TEST_WASM selects a partial test build (scripts/build-wasm.mjs --part NAME).
+const wasmPath = process.env.VEIL_TEST_WASM
+  ? process.env.VEIL_TEST_WASM
+  : fileURLToPath(new URL("../../build/loader-test.wasm", import.meta.url));
 
 export type Exports = Record<string, any> & { memory: WebAssembly.Memory };
 
