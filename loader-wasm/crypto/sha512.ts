@@ -28,70 +28,79 @@ const K = memory.data<u64>([
   0x06f067aa72176fba, 0x0a637dc5a2c898a6, 0x113f9804bef90dae, 0x1b710b35131c471b,
   0x28db77f523047d84, 0x32caab7b40c72493, 0x3c9ebe0a15c9bebc, 0x431d67c49c100d4c,
   0x4cc5d4becb3e42b6, 0x597f299cfc657e2a, 0x5fcb6fab3ad6faec, 0x6c44198c4a475817,
+  0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
 ], 16);
 // FIPS 180-4 §5.3.5: initial hash value H(0).
 const IV = memory.data<u64>([
   0x6a09e667f3bcc908, 0xbb67ae8584caa73b, 0x3c6ef372fe94f82b, 0xa54ff53a5f1d36f1,
   0x510e527fade682d1, 0x9b05688c2b3e6c1f, 0x1f83d9abfb41bd6b, 0x5be0cd19137e2179,
 ], 16);
-const ONE_SHOT = memory.data(SHA512_CTX_SIZE, 16);
+const ONE_SHOT = memory.data(<i32>SHA512_CTX_SIZE, 16);
+const WK = memory.data(128, 16); // Wt + Kt for the next 16 rounds
 
-// FIPS 180-4 §4.1.3, (4.8)-(4.13).
-@inline function S0(x: u64): u64 { return rotr(x, 28) ^ rotr(x, 34) ^ rotr(x, 39); }
-@inline function S1(x: u64): u64 { return rotr(x, 14) ^ rotr(x, 18) ^ rotr(x, 41); }
-@inline function s0(x: u64): u64 { return rotr(x, 1) ^ rotr(x, 8) ^ (x >> 7); }
-@inline function s1(x: u64): u64 { return rotr(x, 19) ^ rotr(x, 61) ^ (x >> 6); }
+// FIPS 180-4 §4.1.3 (4.10)-(4.13). Σ0 = ROTR28^ROTR34^ROTR39 and Σ1 = ROTR14^ROTR18^ROTR41
+// are factored to need one temporary; σ0, σ1 run two lanes at a time (wasm has no vector rotate).
+@inline function S0(x: u64): u64 { return rotr(x ^ rotr(x ^ rotr(x, 5), 6), 28); }
+@inline function S1(x: u64): u64 { return rotr(x ^ rotr(x ^ rotr(x, 23), 4), 14); }
 @inline function ch(x: u64, y: u64, z: u64): u64 { return z ^ (x & (y ^ z)); }
 @inline function maj(x: u64, y: u64, z: u64): u64 { return (x & y) | (z & (x | y)); }
+@inline function rotv(x: v128, n: i32): v128 { return v128.or(i64x2.shr_u(x, n), i64x2.shl(x, 64 - n)); }
+@inline function s0(x: v128): v128 { return v128.xor(v128.xor(rotv(x, 1), rotv(x, 8)), i64x2.shr_u(x, 7)); }
+@inline function s1(x: v128): v128 { return v128.xor(v128.xor(rotv(x, 19), rotv(x, 61)), i64x2.shr_u(x, 6)); }
 
-// Two message words at once; FIPS 180-4 §3.1 words are big-endian.
+// Two message words; FIPS 180-4 §3.1: words are big-endian.
 @inline function be(p: usize, o: usize): v128 {
   const v = v128.load(p + o);
   return i8x16.shuffle(v, v, 7, 6, 5, 4, 3, 2, 1, 0, 15, 14, 13, 12, 11, 10, 9, 8);
 }
 
-// FIPS 180-4 §6.4.2 over the whole blocks in [p, end). Working variables and the
-// rolling 16-word schedule stay in locals.
+// §6.4.2 step 1, Wt = σ1(Wt-2) + Wt-7 + σ0(Wt-15) + Wt-16 for two t at once, where x0..x7
+// hold the previous sixteen words in order (only x0, x1, x4, x5, x7 are needed).
+@inline function step(x0: v128, x1: v128, x4: v128, x5: v128, x7: v128): v128 {
+  const w = i64x2.add(x0, s0(i8x16.shuffle(x0, x1, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)));
+  return i64x2.add(i64x2.add(w, i8x16.shuffle(x4, x5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)), s1(x7));
+}
+
+// FIPS 180-4 §6.4.2 over the whole blocks in [p, end). The working variables stay in locals;
+// the schedule runs in SIMD lanes, interleaved with the rounds, and leaves Wt + Kt in WK.
 function compress(st: usize, p: usize, end: usize): void {
   let a = load<u64>(st, 0), b = load<u64>(st, 8), c = load<u64>(st, 16), d = load<u64>(st, 24);
   let e = load<u64>(st, 32), f = load<u64>(st, 40), g = load<u64>(st, 48), h = load<u64>(st, 56);
   for (; p < end; p += 128) {
-    let v = be(p, 0), w0 = i64x2.extract_lane(v, 0), w1 = i64x2.extract_lane(v, 1);
-    v = be(p, 16); let w2 = i64x2.extract_lane(v, 0), w3 = i64x2.extract_lane(v, 1);
-    v = be(p, 32); let w4 = i64x2.extract_lane(v, 0), w5 = i64x2.extract_lane(v, 1);
-    v = be(p, 48); let w6 = i64x2.extract_lane(v, 0), w7 = i64x2.extract_lane(v, 1);
-    v = be(p, 64); let w8 = i64x2.extract_lane(v, 0), w9 = i64x2.extract_lane(v, 1);
-    v = be(p, 80); let w10 = i64x2.extract_lane(v, 0), w11 = i64x2.extract_lane(v, 1);
-    v = be(p, 96); let w12 = i64x2.extract_lane(v, 0), w13 = i64x2.extract_lane(v, 1);
-    v = be(p, 112); let w14 = i64x2.extract_lane(v, 0), w15 = i64x2.extract_lane(v, 1);
-    for (let k = K; ; k += 128) {
+    let x0 = be(p, 0), x1 = be(p, 16), x2 = be(p, 32), x3 = be(p, 48);
+    let x4 = be(p, 64), x5 = be(p, 80), x6 = be(p, 96), x7 = be(p, 112);
+    v128.store(WK, i64x2.add(x0, v128.load(K, 0)), 0); v128.store(WK, i64x2.add(x1, v128.load(K, 16)), 16);
+    v128.store(WK, i64x2.add(x2, v128.load(K, 32)), 32); v128.store(WK, i64x2.add(x3, v128.load(K, 48)), 48);
+    v128.store(WK, i64x2.add(x4, v128.load(K, 64)), 64); v128.store(WK, i64x2.add(x5, v128.load(K, 80)), 80);
+    v128.store(WK, i64x2.add(x6, v128.load(K, 96)), 96); v128.store(WK, i64x2.add(x7, v128.load(K, 112)), 112);
+    // Each pass runs 16 rounds and schedules the next 16 words; the last pass schedules
+    // against the zero padding of K, and those words go unused.
+    for (let k = K + 128; k <= K + 640; k += 128) {
       // §6.4.2 step 3: T1 = h + Σ1(e) + Ch(e,f,g) + Kt + Wt; d += T1; h = T1 + Σ0(a) + Maj(a,b,c).
-      h += S1(e) + ch(e, f, g) + load<u64>(k, 0) + w0; d += h; h += S0(a) + maj(a, b, c);
-      g += S1(d) + ch(d, e, f) + load<u64>(k, 8) + w1; c += g; g += S0(h) + maj(h, a, b);
-      f += S1(c) + ch(c, d, e) + load<u64>(k, 16) + w2; b += f; f += S0(g) + maj(g, h, a);
-      e += S1(b) + ch(b, c, d) + load<u64>(k, 24) + w3; a += e; e += S0(f) + maj(f, g, h);
-      d += S1(a) + ch(a, b, c) + load<u64>(k, 32) + w4; h += d; d += S0(e) + maj(e, f, g);
-      c += S1(h) + ch(h, a, b) + load<u64>(k, 40) + w5; g += c; c += S0(d) + maj(d, e, f);
-      b += S1(g) + ch(g, h, a) + load<u64>(k, 48) + w6; f += b; b += S0(c) + maj(c, d, e);
-      a += S1(f) + ch(f, g, h) + load<u64>(k, 56) + w7; e += a; a += S0(b) + maj(b, c, d);
-      h += S1(e) + ch(e, f, g) + load<u64>(k, 64) + w8; d += h; h += S0(a) + maj(a, b, c);
-      g += S1(d) + ch(d, e, f) + load<u64>(k, 72) + w9; c += g; g += S0(h) + maj(h, a, b);
-      f += S1(c) + ch(c, d, e) + load<u64>(k, 80) + w10; b += f; f += S0(g) + maj(g, h, a);
-      e += S1(b) + ch(b, c, d) + load<u64>(k, 88) + w11; a += e; e += S0(f) + maj(f, g, h);
-      d += S1(a) + ch(a, b, c) + load<u64>(k, 96) + w12; h += d; d += S0(e) + maj(e, f, g);
-      c += S1(h) + ch(h, a, b) + load<u64>(k, 104) + w13; g += c; c += S0(d) + maj(d, e, f);
-      b += S1(g) + ch(g, h, a) + load<u64>(k, 112) + w14; f += b; b += S0(c) + maj(c, d, e);
-      a += S1(f) + ch(f, g, h) + load<u64>(k, 120) + w15; e += a; a += S0(b) + maj(b, c, d);
-      if (k == K + 512) break;
-      // §6.4.2 step 1: Wt = σ1(Wt-2) + Wt-7 + σ0(Wt-15) + Wt-16, kept in a 16-word window.
-      w0 += s1(w14) + w9 + s0(w1); w1 += s1(w15) + w10 + s0(w2);
-      w2 += s1(w0) + w11 + s0(w3); w3 += s1(w1) + w12 + s0(w4);
-      w4 += s1(w2) + w13 + s0(w5); w5 += s1(w3) + w14 + s0(w6);
-      w6 += s1(w4) + w15 + s0(w7); w7 += s1(w5) + w0 + s0(w8);
-      w8 += s1(w6) + w1 + s0(w9); w9 += s1(w7) + w2 + s0(w10);
-      w10 += s1(w8) + w3 + s0(w11); w11 += s1(w9) + w4 + s0(w12);
-      w12 += s1(w10) + w5 + s0(w13); w13 += s1(w11) + w6 + s0(w14);
-      w14 += s1(w12) + w7 + s0(w15); w15 += s1(w13) + w8 + s0(w0);
+      h = h + load<u64>(WK, 0) + ch(e, f, g) + S1(e); d += h; h += S0(a) + maj(a, b, c);
+      g = g + load<u64>(WK, 8) + ch(d, e, f) + S1(d); c += g; g += S0(h) + maj(h, a, b);
+      x0 = step(x0, x1, x4, x5, x7); v128.store(WK, i64x2.add(x0, v128.load(k, 0)), 0);
+      f = f + load<u64>(WK, 16) + ch(c, d, e) + S1(c); b += f; f += S0(g) + maj(g, h, a);
+      e = e + load<u64>(WK, 24) + ch(b, c, d) + S1(b); a += e; e += S0(f) + maj(f, g, h);
+      x1 = step(x1, x2, x5, x6, x0); v128.store(WK, i64x2.add(x1, v128.load(k, 16)), 16);
+      d = d + load<u64>(WK, 32) + ch(a, b, c) + S1(a); h += d; d += S0(e) + maj(e, f, g);
+      c = c + load<u64>(WK, 40) + ch(h, a, b) + S1(h); g += c; c += S0(d) + maj(d, e, f);
+      x2 = step(x2, x3, x6, x7, x1); v128.store(WK, i64x2.add(x2, v128.load(k, 32)), 32);
+      b = b + load<u64>(WK, 48) + ch(g, h, a) + S1(g); f += b; b += S0(c) + maj(c, d, e);
+      a = a + load<u64>(WK, 56) + ch(f, g, h) + S1(f); e += a; a += S0(b) + maj(b, c, d);
+      x3 = step(x3, x4, x7, x0, x2); v128.store(WK, i64x2.add(x3, v128.load(k, 48)), 48);
+      h = h + load<u64>(WK, 64) + ch(e, f, g) + S1(e); d += h; h += S0(a) + maj(a, b, c);
+      g = g + load<u64>(WK, 72) + ch(d, e, f) + S1(d); c += g; g += S0(h) + maj(h, a, b);
+      x4 = step(x4, x5, x0, x1, x3); v128.store(WK, i64x2.add(x4, v128.load(k, 64)), 64);
+      f = f + load<u64>(WK, 80) + ch(c, d, e) + S1(c); b += f; f += S0(g) + maj(g, h, a);
+      e = e + load<u64>(WK, 88) + ch(b, c, d) + S1(b); a += e; e += S0(f) + maj(f, g, h);
+      x5 = step(x5, x6, x1, x2, x4); v128.store(WK, i64x2.add(x5, v128.load(k, 80)), 80);
+      d = d + load<u64>(WK, 96) + ch(a, b, c) + S1(a); h += d; d += S0(e) + maj(e, f, g);
+      c = c + load<u64>(WK, 104) + ch(h, a, b) + S1(h); g += c; c += S0(d) + maj(d, e, f);
+      x6 = step(x6, x7, x2, x3, x5); v128.store(WK, i64x2.add(x6, v128.load(k, 96)), 96);
+      b = b + load<u64>(WK, 112) + ch(g, h, a) + S1(g); f += b; b += S0(c) + maj(c, d, e);
+      a = a + load<u64>(WK, 120) + ch(f, g, h) + S1(f); e += a; a += S0(b) + maj(b, c, d);
+      x7 = step(x7, x0, x3, x4, x6); v128.store(WK, i64x2.add(x7, v128.load(k, 112)), 112);
     }
     // §6.4.2 step 4: H(i) = working variables + H(i-1).
     a += load<u64>(st, 0); b += load<u64>(st, 8); c += load<u64>(st, 16); d += load<u64>(st, 24);
@@ -99,6 +108,7 @@ function compress(st: usize, p: usize, end: usize): void {
     store<u64>(st, a, 0); store<u64>(st, b, 8); store<u64>(st, c, 16); store<u64>(st, d, 24);
     store<u64>(st, e, 32); store<u64>(st, f, 40); store<u64>(st, g, 48); store<u64>(st, h, 56);
   }
+  wipe(WK, 128);
 }
 
 export function sha512Init(ctx: usize): void {
@@ -111,7 +121,7 @@ export function sha512Update(ctx: usize, p: usize, len: usize): void {
   const n = load<u64>(ctx, 192), fill = <usize>n & 127, buf = ctx + 64;
   store<u64>(ctx, n + len, 192);
   if (fill) {
-    const take = min(128 - fill, len);
+    const take = min<usize>(128 - fill, len);
     memory.copy(buf + fill, p, take);
     if (fill + take < 128) return;
     compress(ctx, buf, buf + 128);
