@@ -1,0 +1,522 @@
+// Trusted: opens encrypted requests (SPEC §8.1), refuses replays (§8.2), runs them on the
+// accelerator and seals every response (§8.3) and stream chunk (§8.4). Request plaintext
+// exists only here and in the accelerator.
+import { wipe } from "./crypto/ct";
+import { sha256 } from "./crypto/sha256";
+import { hkdfSha256Extract, hkdfSha256Expand } from "./crypto/hkdf";
+import { aeadSeal } from "./crypto/aead";
+import * as wire from "./wire";
+import {
+  err, F_REQUEST, F_INNER, F_OUTPUT, KEY_ID, UNSUPPORTED_SUITE, REQUEST_AUTH, REPLAY, SCHEMA_VIOLATION,
+  EGRESS_LIMIT, STREAM_DONE, ACCELERATOR_FAILED, ENTROPY_FAILED, WEIGHTS_INCOMPLETE, CAPACITY, BAD_VALUE,
+  BAD_LENGTH, TOO_LARGE, STATE,
+} from "./errors";
+import { setupBaseR, open0, exportSecret, HPKE_CTX_SIZE } from "./hpke";
+import { SK, PK, keyId } from "./trust";
+import { Facts, MODE_GENERATE, MODE_TENSOR, readSpec, specName, specNameLen } from "./manifest";
+import { facts, digest, isReady, manifestBase, tokenTable, slotOf, handleOf } from "./programs";
+import { matchesSchema, listEnd } from "./tensors";
+import { longestMatch, matchLen, sample, rngInit, rngWipe, RNG_SIZE } from "./generate";
+import {
+  REPLAY, REPLAY_INDEX, REPLAY_WINDOW, TOKENS, TOKENS_SLOT, STREAMS_MAX, REQUEST_MAX, RESPONSE_MAX,
+  PROMPT_MAX, arenaAlloc, arenaMark, arenaRewind,
+} from "./layout";
+import { REQUEST_INFO, REQUEST_INFO_LEN, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN, STREAM_EXPORT, STREAM_EXPORT_LEN, KEY, KEY_LEN, NONCE, NONCE_LEN, SAMPLING_SEED, SAMPLING_SEED_LEN } from "./labels";
+import * as host from "./imports";
+
+const R_KEY_ID: u32 = F_REQUEST | 1, R_SUITE = F_REQUEST | 2, R_ENC = F_REQUEST | 5, R_CT = F_REQUEST | 6;
+const I_MAGIC = F_INNER | 1, I_KIND = F_INNER | 2, I_INPUTS = F_INNER | 3, I_PROMPT = F_INNER | 3,
+  I_MAX = F_INNER | 4, I_TEMP = F_INNER | 5, I_TOPK = F_INNER | 6, I_SEED = F_INNER | 7;
+
+// ---- SPEC §8.2 replay window: a ring of encs with an open-addressing index ----
+let replayNext: u32 = 0;
+let replayCount: u32 = 0;
+const INDEX_SLOTS: u32 = REPLAY_WINDOW * 2;
+
+// Variable time: inputs are public. (enc is sent in the clear.)
+function replayFind(enc: usize): i32 {
+  let h = load<u32>(enc) & (INDEX_SLOTS - 1);
+  for (let probes: u32 = 0; probes < INDEX_SLOTS; probes++) {
+    const v = load<u32>(REPLAY_INDEX + <usize>h * 4);
+    if (v == 0) return -1;
+    if (v != 0xffffffff && memory.compare(REPLAY + <usize>(v - 1) * 32, enc, 32) == 0) return <i32>h;
+    h = (h + 1) & (INDEX_SLOTS - 1);
+  }
+  return -1;
+}
+
+function replayRemember(enc: usize): void {
+  const slot = replayNext;
+  if (replayCount == REPLAY_WINDOW) {
+    // Evict the oldest: mark its index entry deleted (a tombstone keeps probe chains intact).
+    const old = replayFind(REPLAY + <usize>slot * 32);
+    if (old >= 0) store<u32>(REPLAY_INDEX + <usize>old * 4, 0xffffffff);
+  } else replayCount++;
+  memory.copy(REPLAY + <usize>slot * 32, enc, 32);
+  let h = load<u32>(enc) & (INDEX_SLOTS - 1);
+  while (true) {
+    const v = load<u32>(REPLAY_INDEX + <usize>h * 4);
+    if (v == 0 || v == 0xffffffff) break;
+    h = (h + 1) & (INDEX_SLOTS - 1);
+  }
+  store<u32>(REPLAY_INDEX + <usize>h * 4, slot + 1);
+  replayNext = (slot + 1) % REPLAY_WINDOW;
+}
+
+// ---- opening (SPEC §8.1) ----
+const CTX = memory.data(<i32>HPKE_CTX_SIZE, 16);
+const INFO = memory.data(16 + 7 + 32, 16);
+const SECRET = memory.data(32, 16);
+const PRK = memory.data(32, 16);
+const SALT = memory.data(64, 16);
+export let innerPtr: usize = 0;
+export let innerLen: usize = 0;
+let encPtr: usize = 0;
+
+// Opens `p..p+len` in place for program slot `i`. Leaves the inner request at innerPtr and
+// the response secret (labelled by `exportLabel`) in SECRET.
+function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLabelLen: usize): u32 {
+  if (len > REQUEST_MAX) return err(TOO_LARGE, R_CT); // SPEC §13
+  wire.begin(p, len);
+  const kid = wire.u8r(R_KEY_ID);
+  const kem = wire.u16r(R_SUITE), kdf = wire.u16r(R_SUITE), aead = wire.u16r(R_SUITE);
+  const enc = wire.bytesAt(32, R_ENC);
+  if (!wire.failed() && wire.remaining() < 16) wire.fail(BAD_LENGTH, R_CT);
+  if (wire.failed()) return wire.errorCode();
+  if (kid != keyId) return err(KEY_ID, R_KEY_ID); // §8.1
+  if (kem != 0x0020 || kdf != 0x0001 || aead != 0x0003) return err(UNSUPPORTED_SUITE, R_SUITE);
+  if (replayFind(enc) >= 0) return err(REPLAY, R_ENC); // §8.2
+  // info = "veil request v1\0" ‖ hdr ‖ program_digest
+  memory.copy(INFO, REQUEST_INFO, REQUEST_INFO_LEN);
+  memory.copy(INFO + REQUEST_INFO_LEN, p, 7);
+  memory.copy(INFO + REQUEST_INFO_LEN + 7, digest(i), 32);
+  const ct = p + 39;
+  const ctLen = len - 39;
+  let ok = setupBaseR(CTX, enc, SK, PK, INFO, REQUEST_INFO_LEN + 39);
+  ok = ok && open0(CTX, 0, 0, ct, ctLen, ct); // RFC 9180 §5.2, aad empty, in place
+  if (ok) exportSecret(CTX, exportLabel, exportLabelLen, SECRET, 32); // RFC 9458 §4.4
+  wipe(CTX, HPKE_CTX_SIZE);
+  if (!ok) return err(REQUEST_AUTH, R_CT);
+  replayRemember(enc);
+  encPtr = enc;
+  innerPtr = ct;
+  innerLen = ctLen - 16;
+  return 0;
+}
+
+// RFC 9458 §4.4: response_nonce from entropy; salt = enc ‖ response_nonce;
+// prk = Extract(salt, secret); key = Expand(prk, "key", 32); nonce = Expand(prk, "nonce", 12).
+// Writes the response nonce to `nonceOut` and the AEAD key and nonce to keyOut/nonce12Out.
+function responseKeys(nonceOut: usize, keyOut: usize, nonce12Out: usize): bool {
+  if (!host.entropy(nonceOut, 32)) return false;
+  memory.copy(SALT, encPtr, 32);
+  memory.copy(SALT + 32, nonceOut, 32);
+  hkdfSha256Extract(SALT, 64, SECRET, 32, PRK);
+  hkdfSha256Expand(PRK, 32, KEY, KEY_LEN, keyOut, 32);
+  hkdfSha256Expand(PRK, 32, NONCE, NONCE_LEN, nonce12Out, 12);
+  wipe(PRK, 32);
+  wipe(SECRET, 32);
+  return true;
+}
+
+// ---- tensor mode ----
+const RKEY = memory.data(32, 16);
+const RNONCE = memory.data(12, 16);
+export let outPtr: usize = 0;
+export let outLen: usize = 0;
+
+function runTensors(i: u32, f: Facts): u32 {
+  const base = manifestBase(i);
+  wire.begin(innerPtr, innerLen);
+  wire.magic(wire.kind(0x52, 0x51), I_MAGIC); // "RQ"
+  const kind = wire.u8r(I_KIND);
+  if (wire.failed()) return wire.errorCode();
+  if (kind != 1) return err(SCHEMA_VIOLATION, I_KIND); // §7.4: a tensor program takes kind 1
+  const inputs = innerPtr + 9;
+  // §7.3: the inputs match the signed schema exactly, with nothing after them.
+  if (!matchesSchema(inputs, innerLen - 9, base + f.inputsOff) || listEnd != innerPtr + innerLen) {
+    return err(SCHEMA_VIOLATION, I_INPUTS);
+  }
+  const a = host.run(handleOf(i), inputs, innerLen - 9);
+  wipe(innerPtr, innerLen);
+  if (a != 0) return err(ACCELERATOR_FAILED, F_OUTPUT);
+  const o = host.runOutput, on = host.runOutputLen;
+  // §7.3: outputs are validated before they are sealed.
+  const valid = matchesSchema(o, on, base + f.outputsOff) && listEnd == o + on;
+  if (!valid) {
+    wipe(o, on);
+    return err(ACCELERATOR_FAILED, F_OUTPUT);
+  }
+  const plainLen: usize = 9 + on;
+  if (plainLen > RESPONSE_MAX || (f.egress != 0 && <u64>plainLen > <u64>f.egress)) {
+    wipe(o, on);
+    return err(EGRESS_LIMIT, F_OUTPUT); // SPEC §5.5
+  }
+  const out = arenaAlloc(0, 0, 16, 32 + plainLen + 16);
+  if (!responseKeys(out, RKEY, RNONCE)) {
+    wipe(o, on);
+    return err(ENTROPY_FAILED, 0);
+  }
+  // InnerResponse kind 1 (SPEC §7.6), sealed in place.
+  const body = out + 32;
+  wire.wbegin(body);
+  wire.wmagic(wire.kind(0x52, 0x50)); // "RP"
+  wire.w8(1);
+  memory.copy(body + 9, o, on);
+  wipe(o, on);
+  aeadSeal(RKEY, RNONCE, 0, 0, body, plainLen, body, body + plainLen);
+  wipe(RKEY, 32);
+  outPtr = out;
+  outLen = 32 + plainLen + 16;
+  return 0;
+}
+
+// ---- generate mode: streams (SPEC §7.5, §8.4) ----
+const STREAM_SIZE: usize = 256;
+const STREAMS = memory.data(<i32>(STREAM_SIZE * 16), 16);
+const T_STATE: usize = 0, T_PROGRAM: usize = 4, T_COUNTER: usize = 8, T_TOKENS: usize = 12,
+  T_GENERATED: usize = 16, T_MAX: usize = 20, T_TEMP: usize = 24, T_TOPK: usize = 28, T_KEY: usize = 32,
+  T_NONCE: usize = 64, T_EGRESS: usize = 76, T_RESPONSE_NONCE: usize = 80, T_RNG: usize = 112, T_STOP: usize = 228,
+  T_GEN: usize = 232;
+const FREE: u32 = 0, NONCE_PENDING: u32 = 1, RUNNING: u32 = 2, FINISHED: u32 = 3;
+
+@inline function streamAt(s: u32): usize { return STREAMS + <usize>s * STREAM_SIZE; }
+@inline function tokensOf(s: u32): usize { return TOKENS + <usize>s * TOKENS_SLOT; }
+let streamGen: u32 = 0;
+let lastError: u32 = 0;
+
+// SPEC §7.5: parses a GenerateRequest into stream slot `s` and tokenizes its prompt.
+function startGenerate(i: u32, f: Facts, s: u32): u32 {
+  const st = streamAt(s);
+  const base = manifestBase(i);
+  wire.begin(innerPtr, innerLen);
+  wire.magic(wire.kind(0x52, 0x51), I_MAGIC); // "RQ"
+  const kind = wire.u8r(I_KIND);
+  if (!wire.failed() && kind != 2) wire.fail(SCHEMA_VIOLATION, I_KIND); // a generate program takes kind 2
+  const prompt = wire.vec(1, <u32>PROMPT_MAX, I_PROMPT);
+  const promptLen = wire.vecLen;
+  const maxNew = wire.u32r(I_MAX);
+  if (!wire.failed() && (maxNew < 1 || maxNew > f.maxNew)) wire.fail(BAD_VALUE, I_MAX);
+  const temp = wire.u32r(I_TEMP);
+  if (!wire.failed() && temp > 10000) wire.fail(BAD_VALUE, I_TEMP);
+  const topK = wire.u32r(I_TOPK);
+  if (!wire.failed() && topK > f.vocabSize) wire.fail(BAD_VALUE, I_TOPK);
+  const hasSeed = wire.u8r(I_SEED);
+  const seedAt = wire.bytesAt(8, I_SEED);
+  if (!wire.failed() && (hasSeed > 1 || (hasSeed == 0 && load<u64>(seedAt) != 0))) wire.fail(BAD_VALUE, I_SEED);
+  wire.finish(I_SEED);
+  if (wire.failed()) return wire.errorCode();
+  // Tokenize by greedy longest match; every byte must be covered (SPEC §7.5).
+  const toks = tokensOf(s);
+  let n: u32 = 0;
+  let q = prompt;
+  const end = prompt + promptLen;
+  while (q < end) {
+    const t = longestMatch(q, end - q, base, tokenTable(i), f.vocabSize);
+    if (t < 0) {
+      wipe(toks, <usize>n * 4);
+      return err(SCHEMA_VIOLATION, I_PROMPT);
+    }
+    store<u32>(toks + <usize>n * 4, <u32>t);
+    n++;
+    q += matchLen;
+  }
+  // Keep the last context_length tokens.
+  if (n > f.contextLength) {
+    const drop = n - f.contextLength;
+    memory.copy(toks, toks + <usize>drop * 4, <usize>f.contextLength * 4);
+    wipe(toks + <usize>f.contextLength * 4, <usize>drop * 4);
+    n = f.contextLength;
+  }
+  store<u32>(st, n, T_TOKENS);
+  store<u32>(st, 0, T_GENERATED);
+  store<u32>(st, maxNew, T_MAX);
+  store<u32>(st, temp, T_TEMP);
+  store<u32>(st, topK, T_TOPK);
+  store<u32>(st, 0, T_STOP);
+  // Sampling randomness: a seeded request is reproducible (SPEC §7.5).
+  const key = memory.data(32, 16);
+  if (hasSeed == 1) {
+    const seeded = memory.data(<i32>(SAMPLING_SEED_LEN + 8), 16);
+    memory.copy(seeded, SAMPLING_SEED, SAMPLING_SEED_LEN);
+    memory.copy(seeded + SAMPLING_SEED_LEN, seedAt, 8);
+    sha256(seeded, SAMPLING_SEED_LEN + 8, key);
+  } else if (!host.entropy(key, 32)) return err(ENTROPY_FAILED, 0);
+  rngInit(st + T_RNG, key);
+  wipe(key, 32);
+  wipe(innerPtr, innerLen);
+  return 0;
+}
+
+// One decoding step for stream `s`: returns the new token, or -1 when decoding stopped
+// (T_STOP says why) or failed (lastError != 0).
+function step(i: u32, f: Facts, s: u32): i32 {
+  const st = streamAt(s);
+  lastError = 0;
+  if (load<u32>(st, T_GENERATED) >= load<u32>(st, T_MAX)) {
+    store<u32>(st, 2, T_STOP); // limit
+    return -1;
+  }
+  const base = manifestBase(i);
+  const toks = tokensOf(s);
+  const n = load<u32>(st, T_TOKENS);
+  readSpec(base + f.inputsOff + 1);
+  const nameLen = specNameLen;
+  const len: usize = 1 + 1 + nameLen + 2 + 8 + <usize>n * 8;
+  const mark = arenaMark();
+  const p = arenaAlloc(0, 0, 8, len);
+  // TensorList: one int64 tensor [1, n] (SPEC §5.3, §7.2)
+  wire.wbegin(p);
+  wire.w8(1);
+  wire.w8(<u32>nameLen);
+  wire.wbytes(specName, nameLen);
+  wire.w8(7);
+  wire.w8(2);
+  wire.w32(1);
+  wire.w32(n);
+  const data = p + 14 + nameLen;
+  for (let k: u32 = 0; k < n; k++) store<u64>(data + <usize>k * 8, <u64>load<u32>(toks + <usize>k * 4));
+  const a = host.run(handleOf(i), p, len);
+  wipe(p, len);
+  if (a != 0) {
+    arenaRewind(mark);
+    lastError = err(ACCELERATOR_FAILED, F_OUTPUT);
+    return -1;
+  }
+  const o = host.runOutput, on = host.runOutputLen;
+  // SPEC §7.3 and §5.3: float32 [1, n, vocab], validated before use.
+  let ok = matchesSchema(o, on, base + f.outputsOff) && listEnd == o + on;
+  const oname = <usize>load<u8>(o + 1);
+  const dims = o + 4 + oname;
+  ok = ok && bswap<u32>(load<u32>(dims + 4)) == n;
+  let tok: u32 = 0;
+  if (ok) {
+    const logits = dims + 12 + (<usize>n - 1) * <usize>f.vocabSize * 4;
+    tok = sample(logits, f.vocabSize, load<u32>(st, T_TEMP), load<u32>(st, T_TOPK), st + T_RNG);
+  }
+  arenaRewind(mark); // wipes the logits
+  if (!ok) {
+    lastError = err(ACCELERATOR_FAILED, F_OUTPUT);
+    return -1;
+  }
+  if (tok == f.endToken) {
+    store<u32>(st, 1, T_STOP); // end token, not emitted
+    return -1;
+  }
+  if (n == f.contextLength) {
+    memory.copy(toks, toks + 4, (<usize>n - 1) * 4); // slide the context window
+    store<u32>(toks + (<usize>n - 1) * 4, tok);
+  } else {
+    store<u32>(toks + <usize>n * 4, tok);
+    store<u32>(st, n + 1, T_TOKENS);
+  }
+  store<u32>(st, load<u32>(st, T_GENERATED) + 1, T_GENERATED);
+  return <i32>tok;
+}
+
+// Appends token `t`'s bytes at `dst`; returns its length.
+function tokenBytes(i: u32, f: Facts, t: u32, dst: usize): usize {
+  const tok = manifestBase(i) + <usize>load<u32>(tokenTable(i) + <usize>t * 4);
+  const len = <usize>load<u8>(tok);
+  memory.copy(dst, tok + 1, len);
+  return len;
+}
+
+function freeStream(s: u32): void {
+  const st = streamAt(s);
+  wipe(tokensOf(s), <usize>load<u32>(st, T_TOKENS) * 4);
+  rngWipe(st + T_RNG);
+  wipe(st, STREAM_SIZE);
+}
+
+function takeStream(): i32 {
+  for (let s: u32 = 0; s < STREAMS_MAX; s++) if (load<u32>(streamAt(s), T_STATE) == FREE) return <i32>s;
+  return -1;
+}
+
+// ---- entry points (SPEC §11.2) ----
+
+function programFor(handle: u32): i32 {
+  const i = slotOf(handle);
+  return i;
+}
+
+// infer(program, request) → sealed response (SPEC §8.1–§8.3). Result at outPtr/outLen.
+export function infer(handle: u32, p: usize, len: usize): u32 {
+  const i = programFor(handle);
+  if (i < 0) return err(17, 0); // NO_PROGRAM
+  if (!isReady(<u32>i)) return err(WEIGHTS_INCOMPLETE, 0); // SPEC §9
+  const f = facts(<u32>i);
+  let e = openRequest(<u32>i, p, len, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN);
+  if (e != 0) return e;
+  if (f.mode == MODE_TENSOR) {
+    e = runTensors(<u32>i, f);
+    wipe(SECRET, 32);
+    return e;
+  }
+  // Generate mode, whole completion in one response (SPEC §7.6 kind 2).
+  const s = takeStream();
+  if (s < 0) {
+    wipe(innerPtr, innerLen);
+    wipe(SECRET, 32);
+    return err(CAPACITY, 0);
+  }
+  e = startGenerate(<u32>i, f, <u32>s);
+  if (e != 0) {
+    wipe(innerPtr, innerLen);
+    wipe(SECRET, 32);
+    freeStream(<u32>s);
+    return e;
+  }
+  const st = streamAt(<u32>s);
+  const cap: usize = 9 + 4 + <usize>load<u32>(st, T_MAX) * 64 + 5;
+  const out = arenaAlloc(0, 0, 16, 32 + cap + 16);
+  const body = out + 32;
+  const text = body + 13;
+  let textLen: usize = 0;
+  let count: u32 = 0;
+  while (true) {
+    const t = step(<u32>i, f, <u32>s);
+    if (t < 0) break;
+    textLen += tokenBytes(<u32>i, f, <u32>t, text + textLen);
+    count++;
+  }
+  const stop = load<u32>(st, T_STOP);
+  freeStream(<u32>s);
+  const plainLen: usize = 13 + textLen + 5;
+  if (lastError != 0 || (f.egress != 0 && <u64>plainLen > <u64>f.egress) || plainLen > RESPONSE_MAX) {
+    wipe(text, textLen);
+    wipe(SECRET, 32);
+    return lastError != 0 ? lastError : err(EGRESS_LIMIT, F_OUTPUT);
+  }
+  wire.wbegin(body);
+  wire.wmagic(wire.kind(0x52, 0x50)); // "RP"
+  wire.w8(2);
+  wire.w32(<u32>textLen);
+  wire.wbegin(text + textLen);
+  wire.w32(count);
+  wire.w8(stop);
+  if (!responseKeys(out, RKEY, RNONCE)) {
+    wipe(body, plainLen);
+    return err(ENTROPY_FAILED, 0);
+  }
+  aeadSeal(RKEY, RNONCE, 0, 0, body, plainLen, body, body + plainLen);
+  wipe(RKEY, 32);
+  outPtr = out;
+  outLen = 32 + plainLen + 16;
+  return 0;
+}
+
+// infer-begin(program, request) → stream handle (SPEC §8.4). Handle in `outStream`.
+export let outStream: u32 = 0;
+export function inferBegin(handle: u32, p: usize, len: usize): u32 {
+  const i = programFor(handle);
+  if (i < 0) return err(17, 0); // NO_PROGRAM
+  if (!isReady(<u32>i)) return err(WEIGHTS_INCOMPLETE, 0);
+  const f = facts(<u32>i);
+  if (f.mode != MODE_GENERATE) return err(SCHEMA_VIOLATION, I_KIND); // streams are for generate programs
+  const s = takeStream();
+  if (s < 0) return err(CAPACITY, 0);
+  let e = openRequest(<u32>i, p, len, STREAM_EXPORT, STREAM_EXPORT_LEN);
+  if (e != 0) return e;
+  e = startGenerate(<u32>i, f, <u32>s);
+  const st = streamAt(<u32>s);
+  if (e == 0 && !responseKeys(st + T_RESPONSE_NONCE, st + T_KEY, st + T_NONCE)) e = err(ENTROPY_FAILED, 0);
+  if (e != 0) {
+    wipe(innerPtr, innerLen);
+    wipe(SECRET, 32);
+    freeStream(<u32>s);
+    return e;
+  }
+  streamGen = (streamGen + 1) & 0x0fffffff;
+  store<u32>(st, NONCE_PENDING, T_STATE);
+  store<u32>(st, handle, T_PROGRAM);
+  store<u32>(st, streamGen, T_GEN);
+  outStream = <u32>s | (streamGen << 4);
+  return 0;
+}
+
+function streamOf(h: u32): i32 {
+  const s = h & 15;
+  if (s >= STREAMS_MAX) return -1;
+  const st = streamAt(s);
+  if (load<u32>(st, T_STATE) == FREE || load<u32>(st, T_GEN) != (h >> 4)) return -1;
+  return <i32>s;
+}
+
+// infer-next(stream) → the response nonce first, then one StreamRecord (SPEC §8.4).
+export function inferNext(h: u32): u32 {
+  const s = streamOf(h);
+  if (s < 0) return err(STREAM_DONE, 0);
+  const st = streamAt(<u32>s);
+  if (load<u32>(st, T_STATE) == NONCE_PENDING) {
+    outPtr = arenaAlloc(0, 0, 16, 32);
+    memory.copy(outPtr, st + T_RESPONSE_NONCE, 32);
+    outLen = 32;
+    store<u32>(st, RUNNING, T_STATE);
+    return 0;
+  }
+  const i = slotOf(load<u32>(st, T_PROGRAM));
+  if (i < 0 || !isReady(<u32>i)) {
+    freeStream(<u32>s);
+    return err(17, 0); // NO_PROGRAM: unloaded mid-stream
+  }
+  const f = facts(<u32>i);
+  // StreamChunk: magic ‖ u32 tokens ‖ text<0..2^24-1> ‖ u8 stop (SPEC §8.4)
+  const cap: usize = 8 + 4 + 4 + <usize>f.perChunk * 64 + 1;
+  const rec = arenaAlloc(0, 0, 16, 4 + cap + 16);
+  const body = rec + 4;
+  const text = body + 16;
+  let textLen: usize = 0;
+  let count: u32 = 0;
+  let t: i32 = 0;
+  while (count < f.perChunk) {
+    t = step(<u32>i, f, <u32>s);
+    if (t < 0) break;
+    textLen += tokenBytes(<u32>i, f, <u32>t, text + textLen);
+    count++;
+  }
+  if (t < 0 && lastError != 0) {
+    wipe(text, textLen);
+    freeStream(<u32>s);
+    return lastError;
+  }
+  // A chunk that reached perChunk tokens is final only if no further token may follow.
+  let stop = load<u32>(st, T_STOP);
+  if (stop == 0 && load<u32>(st, T_GENERATED) >= load<u32>(st, T_MAX)) stop = 2;
+  const egress = <u64>load<u32>(st, T_EGRESS) + <u64>textLen;
+  if (f.egress != 0 && egress > <u64>f.egress) {
+    wipe(text, textLen);
+    freeStream(<u32>s);
+    return err(EGRESS_LIMIT, F_OUTPUT);
+  }
+  store<u32>(st, <u32>egress, T_EGRESS);
+  wire.wbegin(body);
+  wire.wmagic(wire.kind(0x52, 0x43)); // "RC"
+  wire.w32(count);
+  wire.w32(<u32>textLen);
+  wire.wbegin(text + textLen);
+  wire.w8(stop);
+  const plainLen: usize = 16 + textLen + 1;
+  // nonce = N XOR (counter as 11-byte big-endian ‖ final flag)
+  const nonce = memory.data(12, 16);
+  const counter = load<u32>(st, T_COUNTER);
+  memory.copy(nonce, st + T_NONCE, 12);
+  store<u32>(nonce + 7, load<u32>(nonce + 7) ^ bswap<u32>(counter));
+  store<u8>(nonce + 11, load<u8>(nonce + 11) ^ <u8>(stop != 0 ? 1 : 0));
+  aeadSeal(st + T_KEY, nonce, 0, 0, body, plainLen, body, body + plainLen);
+  store<u32>(rec, bswap<u32>(<u32>(plainLen + 16)));
+  outPtr = rec;
+  outLen = 4 + plainLen + 16;
+  store<u32>(st, counter + 1, T_COUNTER);
+  if (stop != 0) freeStream(<u32>s);
+  return 0;
+}
+
+// infer-cancel(stream): ends a stream early and wipes its state.
+export function inferCancel(h: u32): u32 {
+  const s = streamOf(h);
+  if (s < 0) return err(STREAM_DONE, 0);
+  freeStream(<u32>s);
+  return 0;
+}
