@@ -15,41 +15,35 @@ const ONE_SHOT = memory.data(<i32>HMAC_SHA512_CTX_SIZE, 16);
 
 // The word type picks the hash: u32 is SHA-256 (block B = 64, digest L = 32), u64 is SHA-512
 // (B = 128, L = 64). Resolved at compile time.
-@inline function hInit<W>(ctx: usize): void {
-  if (sizeof<W>() == 4) sha256Init(ctx); else sha512Init(ctx);
+@inline function hInit<W>(c: usize): void { if (sizeof<W>() == 4) sha256Init(c); else sha512Init(c); }
+@inline function hUpdate<W>(c: usize, p: usize, n: usize): void {
+  if (sizeof<W>() == 4) sha256Update(c, p, n); else sha512Update(c, p, n);
 }
-@inline function hUpdate<W>(ctx: usize, p: usize, len: usize): void {
-  if (sizeof<W>() == 4) sha256Update(ctx, p, len); else sha512Update(ctx, p, len);
-}
-@inline function hFinal<W>(ctx: usize, out: usize): void {
-  if (sizeof<W>() == 4) sha256Final(ctx, out); else sha512Final(ctx, out);
-}
+@inline function hFinal<W>(c: usize, out: usize): void { if (sizeof<W>() == 4) sha256Final(c, out); else sha512Final(c, out); }
+@inline function outer<W>(ctx: usize): usize { return ctx + (sizeof<W>() == 4 ? SHA256_CTX_SIZE : SHA512_CTX_SIZE); }
 
 function init<W>(ctx: usize, key: usize, keyLen: usize): void {
-  const B: usize = sizeof<W>() * 16, outer = ctx + (sizeof<W>() == 4 ? SHA256_CTX_SIZE : SHA512_CTX_SIZE);
+  const B: usize = sizeof<W>() * 16;
   // RFC 2104 §2 step 1: a key longer than B is hashed first; K0 is the key zero-padded to B.
   memory.fill(PAD, 0, B);
-  if (keyLen > B) {
-    hInit<W>(ctx);
-    hUpdate<W>(ctx, key, keyLen);
-    hFinal<W>(ctx, PAD);
-  } else memory.copy(PAD, key, keyLen);
+  if (keyLen > B) { hInit<W>(ctx); hUpdate<W>(ctx, key, keyLen); hFinal<W>(ctx, PAD); }
+  else memory.copy(PAD, key, keyLen);
   // RFC 2104 §2 steps 2 and 5: the inner hash starts with K0 ^ ipad, the outer with K0 ^ opad.
   for (let i: usize = 0; i < B; i += 8) store<u64>(PAD + i, load<u64>(PAD + i) ^ 0x3636363636363636);
   hInit<W>(ctx);
   hUpdate<W>(ctx, PAD, B);
   for (let i: usize = 0; i < B; i += 8) store<u64>(PAD + i, load<u64>(PAD + i) ^ 0x6a6a6a6a6a6a6a6a);
-  hInit<W>(outer);
-  hUpdate<W>(outer, PAD, B);
+  hInit<W>(outer<W>(ctx));
+  hUpdate<W>(outer<W>(ctx), PAD, B);
   wipe(PAD, B);
 }
 
 // RFC 2104 §2 steps 4-7: H(K0 ^ opad || H(K0 ^ ipad || text)). Both contexts are wiped.
 function final<W>(ctx: usize, out: usize): void {
-  const L: usize = sizeof<W>() * 8, outer = ctx + (sizeof<W>() == 4 ? SHA256_CTX_SIZE : SHA512_CTX_SIZE);
+  const L: usize = sizeof<W>() * 8;
   hFinal<W>(ctx, INNER);
-  hUpdate<W>(outer, INNER, L);
-  hFinal<W>(outer, out);
+  hUpdate<W>(outer<W>(ctx), INNER, L);
+  hFinal<W>(outer<W>(ctx), out);
   wipe(INNER, L);
 }
 

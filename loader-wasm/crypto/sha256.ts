@@ -108,8 +108,7 @@ export function sha256Update(ctx: usize, p: usize, len: usize): void {
     memory.copy(buf + fill, p, take);
     if (fill + take < 64) return;
     compress(ctx, buf, buf + 64);
-    p += take;
-    len -= take;
+    p += take; len -= take;
   }
   const whole = len & ~63;
   compress(ctx, p, p + whole);
@@ -122,11 +121,7 @@ export function sha256Final(ctx: usize, out: usize): void {
   let fill = <usize>n & 63;
   // §5.1.1: append bit 1, zeros, then the message length in bits as a 64-bit big-endian integer.
   store<u8>(buf + fill++, 0x80);
-  if (fill > 56) {
-    memory.fill(buf + fill, 0, 64 - fill);
-    compress(ctx, buf, buf + 64);
-    fill = 0;
-  }
+  if (fill > 56) { memory.fill(buf + fill, 0, 64 - fill); compress(ctx, buf, buf + 64); fill = 0; }
   memory.fill(buf + fill, 0, 56 - fill);
   store<u64>(buf, bswap(n << 3), 56);
   compress(ctx, buf, buf + 64);

@@ -125,8 +125,7 @@ export function sha512Update(ctx: usize, p: usize, len: usize): void {
     memory.copy(buf + fill, p, take);
     if (fill + take < 128) return;
     compress(ctx, buf, buf + 128);
-    p += take;
-    len -= take;
+    p += take; len -= take;
   }
   const whole = len & ~127;
   compress(ctx, p, p + whole);
@@ -139,11 +138,7 @@ export function sha512Final(ctx: usize, out: usize): void {
   let fill = <usize>n & 127;
   // §5.1.2: append bit 1, zeros, then the message length in bits as a 128-bit big-endian integer.
   store<u8>(buf + fill++, 0x80);
-  if (fill > 112) {
-    memory.fill(buf + fill, 0, 128 - fill);
-    compress(ctx, buf, buf + 128);
-    fill = 0;
-  }
+  if (fill > 112) { memory.fill(buf + fill, 0, 128 - fill); compress(ctx, buf, buf + 128); fill = 0; }
   memory.fill(buf + fill, 0, 112 - fill);
   store<u64>(buf, bswap(n >> 61), 112);
   store<u64>(buf, bswap(n << 3), 120);
