@@ -4,9 +4,9 @@
 // An element is 10 signed i32 limbs in radix 2^25.5 (26,25,26,25,... bits), padded to 48
 // bytes so that add/sub/copy/swap are three v128 ops. wasm has no 64x64->128 multiply, so
 // limbs stay small enough that every product and column sum fits an i64.
-// Bounds, in "units" (one carried element: mul/sq/fromBytes outputs, 0 <= limb < 2^26 or
+// Bounds, in "units" (one carried element: a mul/sq/fromBytes output, limbs below 2^26 or
 // 2^25, plus 2^17 on limbs 1 and 5): mul/sq inputs of a and b units need a*b <= 16 (column
-// sums then stay below 2^63) and a feMul g of at most 3 units.
+// sums then stay below 2^63) and a feMul g of at most 3 units; feAdd/feSub add units.
 
 import { wipe } from "./ct";
 
@@ -190,7 +190,8 @@ export function feInvert(out: usize, z: usize): void {
   wipe(SCRATCH, 4 * 48);
 }
 
-// Constant time: out = z^((p-5)/8) = z^(2^252-3), the core of the square root (RFC 8032 §5.1.3).
+// Constant time: out = z^((p-5)/8) = z^(2^252-3), the core of the square root (RFC 8032
+// §5.1.3). out must not alias z.
 export function fePow22523(out: usize, z: usize): void {
   pow250(out, Z11, z);
   feSqN(out, out, 2); // 2^252 - 4
