@@ -22,7 +22,8 @@ export function hkdfSha256Extract(salt: usize, saltLen: usize, ikm: usize, ikmLe
 // T(1) | T(2) | ... Returns 0, or BAD_LENGTH (nothing written) if outLen > 255 * HashLen or
 // prkLen < HashLen. `out` may alias `prk` (PRK is absorbed first) but must not overlap `info`.
 export function hkdfSha256Expand(prk: usize, prkLen: usize, info: usize, infoLen: usize, out: usize, outLen: usize): i32 {
-  if (outLen > 255 * HASH_LEN || prkLen < HASH_LEN) return BAD_LENGTH;
+  if (outLen > 255 * HASH_LEN) return BAD_LENGTH; // RFC 5869 §2.3: L <= 255 * HashLen
+  if (prkLen < HASH_LEN) return BAD_LENGTH; // §2.3: PRK of at least HashLen octets
   hmacSha256Init(KEYED, prk, prkLen);
   for (let i: usize = 0; i < outLen; i += HASH_LEN) {
     memory.copy(WORK, KEYED, HMAC_SHA256_CTX_SIZE);
