@@ -1,0 +1,207 @@
+import { describe, expect, it } from "vitest";
+import fc from "fast-check";
+import { ascii } from "../../host/formats/bytes.ts";
+import {
+  ERROR_CODES,
+  ERROR_MEANINGS,
+  FIELD_GROUPS,
+  VeilFormatError,
+  describeLoaderError,
+  fieldIdFor,
+} from "../../host/formats/errors.ts";
+import { Reader, Writer, nameProblem, prefixSize, readName } from "../../host/formats/wire.ts";
+
+const runs = process.env.SLOW ? 1000 : 100;
+
+function caught(f: () => unknown): VeilFormatError {
+  try {
+    f();
+  } catch (e) {
+    if (e instanceof VeilFormatError) return e;
+    throw e;
+  }
+  throw new Error("expected a VeilFormatError");
+}
+
+describe("§12 error table", () => {
+  it("has every SPEC code with its stable number", () => {
+    expect(ERROR_CODES).toEqual({
+      TRUNCATED: 1, TRAILING_BYTES: 2, BAD_LENGTH: 3, BAD_VALUE: 4, NOT_CANONICAL: 5, TOO_LARGE: 6,
+      WRONG_KIND: 7, UNSUPPORTED_VERSION: 8, UNKNOWN_CRITICAL: 9, BAD_KEY: 10,
+      STATE: 16, NO_PROGRAM: 17, CAPACITY: 18, SIGNATURE_THRESHOLD: 19, GRAPH_MISMATCH: 20, ROLLBACK: 21,
+      KEY_UNKNOWN: 32, KEY_UNWRAP: 33, WEIGHTS_MISMATCH: 34, WEIGHTS_AUTH: 35, WEIGHTS_ORDER: 36,
+      WEIGHTS_COMMITMENT: 37, WEIGHTS_INCOMPLETE: 38,
+      KEY_ID: 48, UNSUPPORTED_SUITE: 49, REQUEST_AUTH: 50, REPLAY: 51, SCHEMA_VIOLATION: 52,
+      EGRESS_LIMIT: 53, STREAM_DONE: 54, ACCELERATOR_FAILED: 64, ENTROPY_FAILED: 65,
+    });
+    for (const k of Object.keys(ERROR_CODES)) expect(ERROR_MEANINGS[k as keyof typeof ERROR_CODES]).toBeTruthy();
+  });
+
+  it("numbers §12.1 fields from 1 in SPEC order (manifest name is 0x0302, generate prompt is 0x0803)", () => {
+    expect(fieldIdFor("manifest", "name")).toBe(0x0302);
+    expect(fieldIdFor("manifest", "")).toBe(0x0300);
+    expect(fieldIdFor("inner_request", "prompt")).toBe(0x0803);
+    expect(fieldIdFor("trust_config", "reviewer_key[3]")).toBe(0x0104);
+    expect(fieldIdFor("manifest", "inputs[2].dims[0].min")).toBe(0x0312);
+    expect(fieldIdFor("manifest", "outputs[0].name")).toBe(0x030e);
+    expect(fieldIdFor("weights_stream", "chunk[9]")).toBe(0x0507);
+    expect(fieldIdFor("encapsulated_request", "key_id")).toBe(0x0701);
+    expect(fieldIdFor("report", "nonce")).toBe(0x0205);
+    expect(fieldIdFor("stream", "record")).toBeUndefined();
+    for (const g of FIELD_GROUPS) expect(g.fields.length).toBeLessThan(256);
+  });
+
+  it("decodes a loader u32 into code and field", () => {
+    const info = describeLoaderError((0x0302 << 16) | 1);
+    expect(info).toMatchObject({ code: 1, name: "TRUNCATED", fieldId: 0x0302, field: "Manifest.name" });
+    expect(info.message).toBe("loader error 0x03020001: TRUNCATED (1): input ends inside a structure; field Manifest.name (0x0302)");
+    expect(describeLoaderError(19).message).toBe("loader error 0x00000013: SIGNATURE_THRESHOLD (19): fewer than k valid reviewer signatures");
+    expect(describeLoaderError((0x031c << 16) | 4).field).toBe("Manifest.weights.chunk_size");
+    expect(describeLoaderError((0x0803 << 16) | 3).field).toBe("inner request.tensor: inputs / generate: prompt");
+    expect(describeLoaderError(0x7777).message).toContain("unknown error code 30583");
+    expect(describeLoaderError((0x0399 << 16) | 4).message).toContain("unknown field 0x0399");
+  });
+
+  it("errors carry name, number, field, §12.1 id and the loader u32", () => {
+    const e = new VeilFormatError("BAD_VALUE", "manifest", "weights.chunk_size", "12345 is not a power of two in 65536..16777216");
+    expect(e).toMatchObject({ code: "BAD_VALUE", number: 4, field: "manifest.weights.chunk_size", fieldId: 0x031c });
+    expect(e.message).toBe("failed to decode manifest: field weights.chunk_size: 12345 is not a power of two in 65536..16777216");
+    expect(e.loaderCode).toBe(0x031c0004);
+    expect(new VeilFormatError("RESPONSE_AUTH", "stream", "", "x").loaderCode).toBeUndefined();
+  });
+});
+
+describe("Reader", () => {
+  it("reads big-endian integers", () => {
+    const r = new Reader(Uint8Array.from([1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]), "t");
+    expect(r.u8("a")).toBe(1);
+    expect(r.u16("b")).toBe(0x0203);
+    expect(r.u32("c")).toBe(0x04050607);
+    expect(r.u64("d")).toBe(0x08090a0b0c0d0e0fn);
+    r.end();
+  });
+
+  it("u32 and u64 cover the full unsigned range", () => {
+    const r = new Reader(new Uint8Array(12).fill(0xff), "t");
+    expect(r.u32("a")).toBe(0xffffffff);
+    expect(r.u64("b")).toBe((1n << 64n) - 1n);
+  });
+
+  it("u64n range-checks before narrowing", () => {
+    const big = new Writer("t").u64(2n ** 60n).finish();
+    expect(caught(() => new Reader(big, "t").u64n("x", 0, 2 ** 46, "TOO_LARGE"))).toMatchObject({ code: "TOO_LARGE", field: "t.x" });
+    expect(new Reader(new Writer("t").u64(2 ** 46).finish(), "t").u64n("x", 0, 2 ** 46)).toBe(2 ** 46);
+  });
+
+  it("reports TRUNCATED with the field, offset and what is left", () => {
+    const e = caught(() => new Reader(Uint8Array.from([0, 0, 1]), "manifest").u32("name"));
+    expect(e).toMatchObject({ code: "TRUNCATED", number: 1, field: "manifest.name" });
+    expect(e.message).toBe("failed to decode manifest: field name: needs 4 bytes at offset 0, 3 left");
+  });
+
+  it("rejects trailing bytes", () => {
+    const r = new Reader(Uint8Array.from([1, 2]), "x");
+    r.u8("a");
+    expect(caught(() => r.end())).toMatchObject({ code: "TRAILING_BYTES", field: "x" });
+  });
+
+  it("picks the §1.1 length prefix from the maximum", () => {
+    expect([prefixSize(64), prefixSize(255), prefixSize(256), prefixSize(65535), prefixSize(65536), prefixSize(2 ** 24)]).toEqual([1, 1, 2, 2, 4, 4]);
+    const w = new Writer("t").vec(Uint8Array.of(9), 1, 65536, "p").finish();
+    expect(Array.from(w)).toEqual([0, 0, 0, 1, 9]);
+  });
+
+  it("checks vector lengths against the range before reading the contents", () => {
+    expect(caught(() => new Reader(Uint8Array.from([0]), "t").vec("v", 1, 64)).code).toBe("BAD_LENGTH");
+    expect(caught(() => new Reader(Uint8Array.from([65]), "t").vec("v", 1, 64)).code).toBe("BAD_LENGTH");
+    // A huge length with nothing behind it fails on the range, never allocates.
+    expect(caught(() => new Reader(Uint8Array.from([0xff, 0xff, 0xff, 0xff]), "t").vec("v", 0, 2 ** 24)).code).toBe("BAD_LENGTH");
+    expect(caught(() => new Reader(Uint8Array.from([0, 0, 0, 9, 1]), "t").vec("v", 0, 2 ** 24)).code).toBe("TRUNCATED");
+  });
+
+  it("checks magic: family and kind → WRONG_KIND, version → UNSUPPORTED_VERSION", () => {
+    const good = new Writer("t").magic("MF").finish();
+    new Reader(good, "t").magic("MF");
+    expect(caught(() => new Reader(good, "t").magic("TC"))).toMatchObject({ code: "WRONG_KIND", field: "t.magic" });
+    const fam = good.slice();
+    fam[0] = 0x56; // "Veil"
+    expect(caught(() => new Reader(fam, "t").magic("MF")).code).toBe("WRONG_KIND");
+    const v2 = good.slice();
+    v2[7] = 2;
+    expect(caught(() => new Reader(v2, "t").magic("MF")).code).toBe("UNSUPPORTED_VERSION");
+    const v0 = good.slice();
+    v0[7] = 0;
+    expect(caught(() => new Reader(v0, "t").magic("MF")).code).toBe("UNSUPPORTED_VERSION");
+    expect(caught(() => new Reader(good.subarray(0, 7), "t").magic("MF")).code).toBe("TRUNCATED");
+  });
+
+  it("withholds values of plaintext structures from messages", () => {
+    const e = caught(() => new Reader(Uint8Array.from([0, 0, 0x30, 0x39]), "inner_request", { secret: true }).ranged("max_new_tokens", "u32", 1, 4096));
+    expect(e.code).toBe("BAD_VALUE");
+    expect(e.message).not.toContain("12345");
+    expect(e.message).toContain("withheld");
+    const pub = caught(() => new Reader(Uint8Array.from([0, 0, 0x30, 0x39]), "manifest").ranged("x", "u32", 1, 4096));
+    expect(pub.message).toContain("12345");
+  });
+
+  it("Writer and Reader agree on random field sequences", () => {
+    type Op = { t: "u8"; v: number } | { t: "u16"; v: number } | { t: "u32"; v: number } | { t: "u64"; v: bigint } | { t: "vec"; v: Uint8Array; max: number };
+    const op: fc.Arbitrary<Op> = fc.oneof(
+      fc.nat(0xff).map((v) => ({ t: "u8" as const, v })),
+      fc.nat(0xffff).map((v) => ({ t: "u16" as const, v })),
+      fc.nat({ max: 0xffffffff }).map((v) => ({ t: "u32" as const, v })),
+      fc.bigInt({ min: 0n, max: (1n << 64n) - 1n }).map((v) => ({ t: "u64" as const, v })),
+      fc.tuple(fc.uint8Array({ maxLength: 70 }), fc.constantFrom(255, 65535, 2 ** 24)).map(([v, max]) => ({ t: "vec" as const, v, max })),
+    );
+    fc.assert(
+      fc.property(fc.array(op, { maxLength: 20 }), (ops) => {
+        const w = new Writer("t");
+        for (const o of ops) {
+          if (o.t === "vec") w.vec(o.v, 0, o.max, "v");
+          else if (o.t === "u64") w.u64(o.v);
+          else w[o.t](o.v);
+        }
+        const bytes = w.finish();
+        const r = new Reader(bytes, "t");
+        for (const o of ops) {
+          if (o.t === "vec") expect(r.vec("v", 0, o.max)).toEqual(o.v);
+          else if (o.t === "u64") expect(r.u64("x")).toBe(o.v);
+          else expect(r[o.t]("x")).toBe(o.v);
+        }
+        r.end();
+      }),
+      { numRuns: runs },
+    );
+  });
+
+  it("Writer rejects out-of-range integers as encode errors", () => {
+    expect(caught(() => new Writer("m").u8(256, "f"))).toMatchObject({ code: "BAD_VALUE", field: "m.f" });
+    expect(caught(() => new Writer("m").u16(-1, "f")).message).toMatch(/^failed to encode m: field f:/);
+    expect(caught(() => new Writer("m").u32(1.5, "f")).code).toBe("BAD_VALUE");
+    expect(caught(() => new Writer("m").u64(1n << 64n, "f")).code).toBe("BAD_VALUE");
+    expect(caught(() => new Writer("m").fixed(new Uint8Array(3), 4, "f")).code).toBe("BAD_LENGTH");
+  });
+});
+
+describe("§1.4 names", () => {
+  const ok = ["a", "model.onnx", "weights/part-1_of_2.bin", "A-Z_09", "x".repeat(64)];
+  const bad = ["", ".hidden", "/abs", "sp ace", "é", "x".repeat(65), "a\0b", "a:b"];
+  it("accepts names of a-z A-Z 0-9 . _ - / not starting with / or .", () => {
+    for (const n of ok) expect(nameProblem(ascii(n))).toBeUndefined();
+  });
+  it("rejects everything else", () => {
+    for (const n of bad) expect(nameProblem(new Uint8Array(Buffer.from(n, "latin1")))).toBeDefined();
+  });
+  it("program names additionally forbid / and upper case", () => {
+    expect(nameProblem(ascii("my-model.v2"), true)).toBeUndefined();
+    expect(nameProblem(ascii("My-model"), true)).toBeDefined();
+    expect(nameProblem(ascii("a/b"), true)).toBeDefined();
+  });
+  it("readName rejects with BAD_VALUE, lengths with BAD_LENGTH", () => {
+    const enc = (s: string) => Uint8Array.from([s.length, ...Buffer.from(s, "latin1")]);
+    expect(readName(new Reader(enc("ok.name"), "m"), "name")).toBe("ok.name");
+    expect(caught(() => readName(new Reader(enc(".x"), "m"), "name")).code).toBe("BAD_VALUE");
+    expect(caught(() => readName(new Reader(enc("Up"), "m"), "name", true)).code).toBe("BAD_VALUE");
+    expect(caught(() => readName(new Reader(Uint8Array.of(0), "m"), "name")).code).toBe("BAD_LENGTH");
+  });
+});
