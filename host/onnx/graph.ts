@@ -6,6 +6,7 @@ import { OnnxError } from "./errors.ts";
 import {
   DataLocation,
   encodeModel,
+  int64,
   type AttributeProto,
   type ModelProto,
   type NodeProto,
@@ -94,16 +95,14 @@ export function tensor(name: string, type: DType, dims: readonly number[], data:
     t.raw_data = bytesOf(data).slice();
     return t;
   }
-  const nums = Array.from(data as ArrayLike<number | bigint>, (x) => {
-    const n = Number(x);
-    if (!Number.isSafeInteger(n) && typeof x === "bigint") throw new OnnxError("UNSUPPORTED", `initializer "${name}": ${x} does not fit a JS number`);
-    return n;
-  });
+  const nums = Array.from(data as ArrayLike<number | bigint>, Number);
+  // 64-bit values go in as Longs so protobufjs keeps them exact past 2^53.
+  const longs = (unsigned: boolean) => Array.from(data as ArrayLike<number | bigint>, (x) => int64(BigInt(x), unsigned));
   switch (type) {
     case "float32": t.float_data = nums; break;
-    case "int64": t.int64_data = nums; break;
+    case "int64": t.int64_data = longs(false); break;
     case "float64": t.double_data = nums; break;
-    case "uint32": case "uint64": t.uint64_data = nums; break;
+    case "uint32": case "uint64": t.uint64_data = longs(true); break;
     default: t.int32_data = nums; // int8/16/32, uint8/16, bool, float16 bits
   }
   return t;

@@ -27,6 +27,16 @@ export function dtypeSize(dataType: number): number | undefined {
 
 export const DataLocation = { DEFAULT: 0, EXTERNAL: 1 } as const;
 
+/** An int64/uint64 field value: a number when exact, else a Long (see int64()). */
+export type Int64 = number | { low: number; high: number; unsigned: boolean };
+
+/** A 64-bit value protobufjs encodes exactly, also past 2^53. */
+export function int64(v: bigint, unsigned = false): Int64 {
+  // Long is protobufjs's own 64-bit carrier; its typings omit the static constructors.
+  const Long = protobuf.util.Long as unknown as { fromString(s: string, unsigned: boolean): Int64 };
+  return Long.fromString(v.toString(), unsigned);
+}
+
 export interface StringStringEntryProto { key?: string; value?: string }
 export interface TensorProto {
   dims?: number[];
@@ -37,9 +47,9 @@ export interface TensorProto {
   float_data?: number[];
   int32_data?: number[];
   string_data?: Uint8Array[];
-  int64_data?: number[];
+  int64_data?: Int64[];
   double_data?: number[];
-  uint64_data?: number[];
+  uint64_data?: Int64[];
   external_data?: StringStringEntryProto[];
   data_location?: number;
   segment?: { begin?: number; end?: number };

@@ -13,13 +13,16 @@ export interface Output {
 
 export type ExternalData = { path: string; data: Uint8Array }[];
 
-/** Every weight file in memory, in the form SessionOptions.externalData takes. */
+/**
+ * Every weight file in memory, in the form SessionOptions.externalData takes. Empty files
+ * are left out: nothing references them and ONNX Runtime rejects an empty buffer.
+ */
 export async function externalData(files: readonly WeightFile[]): Promise<ExternalData> {
-  return Promise.all(files.map(async (f) => ({ path: f.location, data: await readAll(f) })));
+  return Promise.all(files.filter((f) => f.size > 0).map(async (f) => ({ path: f.location, data: await readAll(f) })));
 }
 
 export function session(model: Uint8Array | string, external?: ExternalData): Promise<ort.InferenceSession> {
-  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all" };
+  const options: ort.InferenceSession.SessionOptions = { graphOptimizationLevel: "all", logSeverityLevel: 3 };
   if (external) options.externalData = external;
   return typeof model === "string" ? ort.InferenceSession.create(model, options) : ort.InferenceSession.create(model, options);
 }
