@@ -61,12 +61,12 @@ const WK = memory.data(128, 16); // Wt + Kt for the next 16 rounds
   return i64x2.add(i64x2.add(w, i8x16.shuffle(x4, x5, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23)), s1(x7));
 }
 
-// FIPS 180-4 §6.4.2 over the whole blocks in [p, end). The working variables stay in locals;
+// FIPS 180-4 §6.4.2 over `blocks` whole blocks at p. The working variables stay in locals;
 // the schedule runs in SIMD lanes, interleaved with the rounds, and leaves Wt + Kt in WK.
-function compress(st: usize, p: usize, end: usize): void {
+function compress(st: usize, p: usize, blocks: usize): void {
   let a = load<u64>(st, 0), b = load<u64>(st, 8), c = load<u64>(st, 16), d = load<u64>(st, 24);
   let e = load<u64>(st, 32), f = load<u64>(st, 40), g = load<u64>(st, 48), h = load<u64>(st, 56);
-  for (; p < end; p += 128) {
+  for (; blocks; blocks--, p += 128) {
     let x0 = be(p, 0), x1 = be(p, 16), x2 = be(p, 32), x3 = be(p, 48);
     let x4 = be(p, 64), x5 = be(p, 80), x6 = be(p, 96), x7 = be(p, 112);
     v128.store(WK, i64x2.add(x0, v128.load(K, 0)), 0); v128.store(WK, i64x2.add(x1, v128.load(K, 16)), 16);
@@ -124,12 +124,12 @@ export function sha512Update(ctx: usize, p: usize, len: usize): void {
     const take = min<usize>(128 - fill, len);
     memory.copy(buf + fill, p, take);
     if (fill + take < 128) return;
-    compress(ctx, buf, buf + 128);
+    compress(ctx, buf, 1);
     p += take; len -= take;
   }
-  const whole = len & ~127;
-  compress(ctx, p, p + whole);
-  memory.copy(buf, p + whole, len - whole);
+  // Whole blocks, 64 KiB per call: one long call would stay in the engine's baseline tier.
+  for (let b = len / 128; b; ) { const k = min<usize>(b, 512); compress(ctx, p, k); p += k * 128; b -= k; }
+  memory.copy(buf, p, len & 127);
 }
 
 // Writes the 64-byte digest to `out`, then wipes the context.
@@ -138,11 +138,11 @@ export function sha512Final(ctx: usize, out: usize): void {
   let fill = <usize>n & 127;
   // §5.1.2: append bit 1, zeros, then the message length in bits as a 128-bit big-endian integer.
   store<u8>(buf + fill++, 0x80);
-  if (fill > 112) { memory.fill(buf + fill, 0, 128 - fill); compress(ctx, buf, buf + 128); fill = 0; }
+  if (fill > 112) { memory.fill(buf + fill, 0, 128 - fill); compress(ctx, buf, 1); fill = 0; }
   memory.fill(buf + fill, 0, 112 - fill);
   store<u64>(buf, bswap(n >> 61), 112);
   store<u64>(buf, bswap(n << 3), 120);
-  compress(ctx, buf, buf + 128);
+  compress(ctx, buf, 1);
   for (let i: usize = 0; i < 64; i += 8) store<u64>(out + i, bswap(load<u64>(ctx + i)));
   wipe(ctx, SHA512_CTX_SIZE);
 }
