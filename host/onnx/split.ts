@@ -1,9 +1,11 @@
 // Graph/weights splitter for the weights sealer (untrusted host code: handles public graphs and, in the data owner's sealing tool, their own plaintext weights).
 // Walks the ONNX file's protobuf wire format with positioned reads, moves every top-level
-// initializer's bytes to aligned spans in the veil weights files (SPEC §5.4 ExternalFile)
-// and rewrites only the tensors' headers. Weight bytes are never read here: the returned
-// WeightFiles read them from the original file(s) on demand. Memory is the graph plus a
-// fixed window (and the small typed *_data fields it converts, capped).
+// initializer's bytes (but small int64 shape tensors, see keepShapeTensors) to aligned spans
+// in the veil weights files (SPEC §5.4 ExternalFile) and rewrites only the tensors' headers;
+// every other byte of the graph, fields unknown to our schema included, is copied as is.
+// Weight bytes are never read here: the returned WeightFiles read them from the original
+// file(s) on demand. Memory is the graph plus a fixed window (and the small typed *_data
+// fields it converts, capped).
 
 import { open, stat, type FileHandle } from "node:fs/promises";
 import { basename, dirname, isAbsolute, resolve } from "node:path";
@@ -77,7 +79,7 @@ interface ScannedTensor {
   name: string;
   /** Fields copied verbatim into the rewritten tensor (all but data and location fields). */
   keep: Uint8Array;
-  /** Set when the tensor stays as it was (string tensors). */
+  /** The whole tensor body when it stays in the graph (strings, keepInGraph). */
   verbatim?: Uint8Array;
   source?: Source;
   length: number;
@@ -192,7 +194,12 @@ async function scanTensor(ctx: ScanContext, start: number, end: number, index: n
       if (f.field !== T.EXTERNAL_DATA && f.field !== T.DATA_LOCATION) keep.push(b);
     }
   }
-  const t = decodeMessage<TensorProto>("TensorProto", concatBytes(meta));
+  let t: TensorProto;
+  try {
+    t = decodeMessage<TensorProto>("TensorProto", concatBytes(meta));
+  } catch (err) {
+    throw err instanceof OnnxError ? err.within(`initializer #${index}`) : err;
+  }
   const name = t.name ?? `#${index}`;
   try {
     if (t.segment) throw new OnnxError("UNSUPPORTED", "segmented tensors are not supported");
