@@ -47,6 +47,7 @@ let bReady = false;
 const T = memory.data(12 * <i32>FE, 16); // field temporaries
 const T0 = T, T1 = T + FE, T2 = T + 2 * FE, T3 = T + 3 * FE, T4 = T + 4 * FE, T5 = T + 5 * FE;
 const T6 = T + 6 * FE, T7 = T + 7 * FE;
+const STEP = T + 8 * FE; // cached 2P while a table of odd multiples of P is built
 const PA = memory.data(<i32>PT, 16), PR = memory.data(<i32>PT, 16), ACC = memory.data(<i32>PT, 16);
 const Q = memory.data(<i32>PT, 16); // scratch point
 const ENC = memory.data(64, 16); // encodings
@@ -57,7 +58,8 @@ const SCAL = memory.data(40, 8); // scalar padded with zeros for window reads
 const RED = memory.data(17 * 8, 8); // mod-L accumulator, 16-bit limbs
 
 // Variable time: inputs are public.
-// r = 2p (dbl-2008-hwcd, a = -1, with every intermediate negated); T3 only when wanted.
+// r = 2p (dbl-2008-hwcd, a = -1, with E, F, G, H negated: the products are unchanged);
+// T3 only when an addition follows.
 function dbl(r: usize, p: usize, wantT: bool): void {
   feSq(T0, p); // A = X^2
   feSq(T1, p + FE); // B = Y^2
@@ -74,7 +76,8 @@ function dbl(r: usize, p: usize, wantT: bool): void {
 }
 
 // Variable time: inputs are public.
-// r = p + q, or p - q when neg (add-2008-hwcd-3 with a cached q); T3 only when wanted.
+// r = p + q, or p - q when neg (add-2008-hwcd-3 with a cached q); T3 only when an addition
+// follows.
 function add(r: usize, p: usize, q: usize, neg: bool, wantT: bool): void {
   feSub(T0, p + FE, p); feAdd(T1, p + FE, p); // Y1 - X1, Y1 + X1
   feMul(T0, T0, neg ? q + FE : q); // A = (Y1 - X1)(Y2 -+ X2)
@@ -213,10 +216,10 @@ function carry16(): i64 {
 function initB(): void {
   decode(ACC, B_ENC);
   dbl(Q, ACC, true);
-  toCached(T + 8 * FE, Q);
+  toCached(STEP, Q);
   for (let j: usize = 0; j < 64; j++) {
     toCached(BTAB + j * PT, ACC);
-    add(ACC, ACC, T + 8 * FE, false, true);
+    add(ACC, ACC, STEP, false, true);
   }
   bReady = true;
 }
@@ -240,11 +243,11 @@ export function ed25519Verify(pk: usize, msg: usize, msgLen: usize, sig: usize):
   if (!bReady) initB();
   feNeg(PA, PA); feNeg(PA + 3 * FE, PA + 3 * FE); // -A = (-x, y)
   dbl(Q, PA, true);
-  toCached(T + 8 * FE, Q);
+  toCached(STEP, Q);
   feCopy(ACC, PA); feCopy(ACC + FE, PA + FE); feCopy(ACC + 2 * FE, PA + 2 * FE); feCopy(ACC + 3 * FE, PA + 3 * FE);
   for (let j: usize = 0; j < 8; j++) {
     toCached(ATAB + j * PT, ACC);
-    if (j < 7) add(ACC, ACC, T + 8 * FE, false, true);
+    if (j < 7) add(ACC, ACC, STEP, false, true);
   }
   wnaf(NS, sig + 32, W_B);
   wnaf(NK, HK, W_A);

@@ -89,8 +89,9 @@ describe("X25519 (RFC 7748)", () => {
     let kp = w.put(unhex(rfc.iterated.start));
     let up = w.put(unhex(rfc.iterated.start));
     let checked = 0;
+    let nonzero = 0;
     for (let i = 1; i <= last; i++) {
-      expect(x.x25519(up, kp, up)).toBe(0); // new k into u's buffer
+      nonzero += x.x25519(up, kp, up); // new k into u's buffer
       [kp, up] = [up, kp];
       if (want.has(i)) {
         expect(hex(w.get(kp, 32))).toBe(want.get(i));
@@ -98,7 +99,8 @@ describe("X25519 (RFC 7748)", () => {
       }
     }
     expect(checked).toBe(SLOW ? 3 : 2);
-  });
+    expect(nonzero).toBe(0);
+  }, SLOW ? 1_800_000 : undefined);
 
   it("RFC 7748 §6.1 Diffie-Hellman: public keys, keygen and the shared secret", () => {
     const d = rfc.diffieHellman;
