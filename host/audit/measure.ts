@@ -21,7 +21,7 @@ export function measureLoader(path = defaultLoaderPath): Measurement {
   } catch (e) {
     throw new Error(`failed to read loader module ${path}: ${(e as Error).message} (run \`npm run build\`)`);
   }
-  const mod = new WebAssembly.Module(wasm);
+  const mod = new WebAssembly.Module(new Uint8Array(wasm));
   return {
     path,
     bytes: wasm.length,
