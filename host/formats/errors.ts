@@ -105,15 +105,6 @@ interface FieldGroup {
   readonly fields: readonly FieldEntry[];
 }
 
-const tensorFields = (p: string): FieldEntry[] => [
-  [`${p}count`],
-  [`${p}tensors`],
-  [`Tensor.name`, `${p}name`],
-  [`Tensor.dtype`, `${p}dtype`],
-  [`Tensor.rank`, `${p}rank`],
-  [`Tensor.dims`, `${p}dims`],
-  [`Tensor.data`, `${p}data`],
-];
 
 export const FIELD_GROUPS: readonly FieldGroup[] = [
   {
@@ -219,7 +210,15 @@ export const FIELD_GROUPS: readonly FieldGroup[] = [
     group: 0x09,
     title: "accelerator output",
     structures: ["accelerator_output"],
-    fields: tensorFields(""),
+    fields: [
+      ["count"],
+      ["tensors"],
+      ["Tensor.name", "tensors.name"],
+      ["Tensor.dtype", "tensors.dtype"],
+      ["Tensor.rank", "tensors.rank"],
+      ["Tensor.dims", "tensors.dims"],
+      ["Tensor.data", "tensors.data"],
+    ],
   },
 ];
 

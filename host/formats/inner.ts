@@ -56,7 +56,7 @@ export function decodeInnerRequest(bytes: Uint8Array, program?: Manifest): Inner
   const kind = r.u8("kind");
   let req: InnerRequest;
   if (kind === 1) {
-    req = { kind: 1, inputs: readTensorList(r, "inputs.") };
+    req = { kind: 1, inputs: readTensorList(r, "inputs") };
     r.end();
   } else if (kind === 2) {
     const prompt = r.vec("prompt", 1, LIMITS.PROMPT_MAX);
@@ -85,7 +85,7 @@ function checkRequestAgainst(r: Reader, req: InnerRequest, m: Manifest): void {
 
 export function encodeInnerRequest(req: InnerRequest, opts: { validate?: boolean } = {}): Uint8Array {
   const w: Writer = new Writer(REQ).magic(KIND.REQUEST).u8(req.kind, "kind");
-  if (req.kind === 1) writeTensorList(w, req.inputs, "inputs.");
+  if (req.kind === 1) writeTensorList(w, req.inputs, "inputs");
   else {
     const seed = req.seed ?? 0n;
     if (seed < 0n || seed > U64_MAX) w.fail("BAD_VALUE", "seed", "not a u64");
@@ -105,7 +105,7 @@ export function decodeInnerResponse(bytes: Uint8Array): InnerResponse {
   r.magic(KIND.RESPONSE);
   const kind = r.u8("kind");
   let res: InnerResponse;
-  if (kind === 1) res = { kind: 1, outputs: readTensorList(r, "outputs.") };
+  if (kind === 1) res = { kind: 1, outputs: readTensorList(r, "outputs") };
   else if (kind === 2) {
     const text = r.vec("text", 0, LIMITS.RESPONSE_MAX);
     const tokens = r.u32("tokens");
@@ -118,7 +118,7 @@ export function decodeInnerResponse(bytes: Uint8Array): InnerResponse {
 
 export function encodeInnerResponse(res: InnerResponse, opts: { validate?: boolean } = {}): Uint8Array {
   const w: Writer = new Writer(RESP).magic(KIND.RESPONSE).u8(res.kind, "kind");
-  if (res.kind === 1) writeTensorList(w, res.outputs, "outputs.");
+  if (res.kind === 1) writeTensorList(w, res.outputs, "outputs");
   else w.vec(res.text, 0, LIMITS.RESPONSE_MAX, "text").u32(res.tokens, "tokens").u8(res.stop, "stop");
   const out = w.finish();
   return opts.validate === false ? out : validated(out, decodeInnerResponse);

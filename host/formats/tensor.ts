@@ -1,7 +1,7 @@
 // Tensor and TensorList (SPEC §7.1–§7.3) codecs and schema check. Trust status: inside requests these are PLAINTEXT — used by the client (data owner's machine) and the test server; never by the untrusted host on real data.
 import { DTYPES, LIMITS, MAX_RANK, MAX_TENSORS, dtypeSize } from "./constants.ts";
 import { VeilFormatError } from "./errors.ts";
-import { Reader, Writer, readName } from "./wire.ts";
+import { Reader, Writer, readName, validated } from "./wire.ts";
 import type { TensorSpec } from "./manifest.ts";
 
 export interface Tensor {
@@ -23,7 +23,7 @@ export function tensorBytes(dims: readonly number[], dtype: number): number | un
   return n;
 }
 
-/** Reads one Tensor; `p` prefixes field paths ("inputs[0]." …). */
+/** Reads one Tensor; `p` prefixes its field paths ("inputs[0]." …). */
 export function readTensor(r: Reader, p: string): Tensor {
   const name = readName(r, `${p}name`);
   const dtype = r.u8(`${p}dtype`);
@@ -50,21 +50,40 @@ export function writeTensor(w: Writer, t: Tensor, p: string): void {
   w.bytes(t.data);
 }
 
-/** TensorList; `p` is the list's path prefix ("inputs." in a request, "" for accelerator output). */
-export function readTensorList(r: Reader, p: string): Tensor[] {
-  const count = r.ranged(`${p}count`, "u8", 1, MAX_TENSORS, "BAD_LENGTH");
+/** Field paths of a list: "inputs.count", "inputs[0].name"; a bare list uses "count", "tensors[0].name". */
+const countPath = (list: string) => (list ? `${list}.count` : "count");
+const elemPath = (list: string, i: number) => (list ? `${list}[${i}].` : `tensors[${i}].`);
+
+/** TensorList (§7.2); `list` names it in field paths ("inputs", "outputs", or "" on its own). */
+export function readTensorList(r: Reader, list: string): Tensor[] {
+  const count = r.ranged(countPath(list), "u8", 1, MAX_TENSORS, "BAD_LENGTH");
   const out: Tensor[] = [];
-  const base = p.endsWith(".") ? p.slice(0, -1) : p;
-  for (let i = 0; i < count; i++) out.push(readTensor(r, `${base}[${i}].`));
+  for (let i = 0; i < count; i++) out.push(readTensor(r, elemPath(list, i)));
   return out;
 }
 
-export function writeTensorList(w: Writer, list: Tensor[], p: string): void {
+export function writeTensorList(w: Writer, list: Tensor[], name: string): void {
   if (!Array.isArray(list) || list.length < 1 || list.length > MAX_TENSORS)
-    w.fail("BAD_LENGTH", `${p}count`, `${list?.length} tensors is not in 1..${MAX_TENSORS}`);
-  w.u8(list.length, `${p}count`);
-  const base = p.endsWith(".") ? p.slice(0, -1) : p;
-  list.forEach((t, i) => writeTensor(w, t, `${base}[${i}].`));
+    w.fail("BAD_LENGTH", countPath(name), `${list?.length} tensors is not in 1..${MAX_TENSORS}`);
+  w.u8(list.length, countPath(name));
+  list.forEach((t, i) => writeTensor(w, t, elemPath(name, i)));
+}
+
+const LIST = "accelerator_output";
+
+/** A bare TensorList, as the accelerator's run() returns it (§11.3; errors use the 0x09 field ids). */
+export function decodeTensorList(bytes: Uint8Array, opts: { secret?: boolean } = {}): Tensor[] {
+  const r: Reader = new Reader(bytes, LIST, { secret: opts.secret ?? true });
+  const list = readTensorList(r, "");
+  r.end();
+  return list;
+}
+
+export function encodeTensorList(list: Tensor[], opts: { validate?: boolean } = {}): Uint8Array {
+  const w: Writer = new Writer(LIST);
+  writeTensorList(w, list, "");
+  const out = w.finish();
+  return opts.validate === false ? out : validated(out, (b) => decodeTensorList(b));
 }
 
 /**
@@ -72,25 +91,26 @@ export function writeTensorList(w: Writer, list: Tensor[], p: string): void {
  * in min..max. Throws `code` (SCHEMA_VIOLATION for requests, ACCELERATOR_FAILED for outputs).
  */
 export function checkSchema(
-  list: readonly Tensor[],
+  tensors: readonly Tensor[],
   specs: readonly TensorSpec[],
   opts: { structure?: string; prefix?: string; code?: "SCHEMA_VIOLATION" | "ACCELERATOR_FAILED" } = {},
 ): void {
   const structure = opts.structure ?? "inner_request";
-  const p = opts.prefix ?? "inputs";
+  const list = opts.prefix ?? "inputs";
   const code = opts.code ?? "SCHEMA_VIOLATION";
   const fail = (field: string, detail: string): never => {
     throw new VeilFormatError(code, structure, field, detail, "check");
   };
-  if (list.length !== specs.length) fail(`${p}.count`, `${list.length} tensors, the program has ${specs.length}`);
+  if (tensors.length !== specs.length) fail(countPath(list), `${tensors.length} tensors, the program has ${specs.length}`);
   specs.forEach((spec, i) => {
-    const t = list[i];
-    if (t.name !== spec.name) fail(`${p}[${i}].name`, `tensor ${i} is not the program's "${spec.name}"`);
-    if (t.dtype !== spec.dtype) fail(`${p}[${i}].dtype`, `dtype ${t.dtype} is not the program's ${spec.dtype}`);
-    if (t.dims.length !== spec.dims.length) fail(`${p}[${i}].rank`, `rank ${t.dims.length} is not the program's ${spec.dims.length}`);
+    const t = tensors[i];
+    const p = elemPath(list, i);
+    if (t.name !== spec.name) fail(`${p}name`, `tensor ${i} is not the program's "${spec.name}"`);
+    if (t.dtype !== spec.dtype) fail(`${p}dtype`, `dtype ${t.dtype} is not the program's ${spec.dtype}`);
+    if (t.dims.length !== spec.dims.length) fail(`${p}rank`, `rank ${t.dims.length} is not the program's ${spec.dims.length}`);
     spec.dims.forEach((d, j) => {
       const v = t.dims[j];
-      if (v < d.min || v > d.max) fail(`${p}[${i}].dims`, `dim ${j} = ${v} is not in ${d.min}..${d.max}`);
+      if (v < d.min || v > d.max) fail(`${p}dims`, `dim ${j} = ${v} is not in ${d.min}..${d.max}`);
     });
   });
 }

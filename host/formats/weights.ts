@@ -296,7 +296,10 @@ export class WeightsOpener {
       this.digest = digest;
       wipe(this.key);
     }
-    return new Uint8Array(pt.buffer, pt.byteOffset, pt.length);
+    // A copy: small decipher outputs may share Node's buffer pool.
+    const out = new Uint8Array(pt);
+    wipe(pt);
+    return out;
   }
 
   /** Call at the end of input: a stream without its final chunk is incomplete. */

@@ -106,13 +106,22 @@ export class Reader {
 
   /** opaque x<min..max> with the §1.1 prefix size. */
   vec(field: string, min: number, max: number): Uint8Array {
-    const len = this.vecLength(field, min, max);
-    return this.fixed(field, len);
+    return this.fixed(field, this.vecLength(field, min, max));
   }
 
-  /** Reads and range-checks the length prefix of opaque x<min..max>, before any allocation. */
-  vecLength(field: string, min: number, max: number): number {
-    const size = prefixSize(max);
+  /** Vectors with an explicit u8 / u16 / u32 length prefix. */
+  vec8(field: string, min = 0, max = 0xff): Uint8Array {
+    return this.fixed(field, this.vecLength(field, min, max, 1));
+  }
+  vec16(field: string, min = 0, max = 0xffff): Uint8Array {
+    return this.fixed(field, this.vecLength(field, min, max, 2));
+  }
+  vec32(field: string, min = 0, max = 0xffffffff): Uint8Array {
+    return this.fixed(field, this.vecLength(field, min, max, 4));
+  }
+
+  /** Reads and range-checks a length prefix (§1.1 size by default), before any allocation. */
+  vecLength(field: string, min: number, max: number, size: 1 | 2 | 4 = prefixSize(max)): number {
     const len = size === 1 ? this.u8(field) : size === 2 ? this.u16(field) : this.u32(field);
     if (len < min || len > max) this.fail("BAD_LENGTH", field, `length ${this.show(len)} is not in ${min}..${max}`);
     return len;
@@ -140,7 +149,7 @@ export class Reader {
     ok &&= b[p + 4] === kind.charCodeAt(0) && b[p + 5] === kind.charCodeAt(1);
     if (!ok) {
       const printable = Array.from(b.subarray(p, p + 6), (c) => (c >= 0x20 && c < 0x7f ? String.fromCharCode(c) : "?")).join("");
-      this.fail("WRONG_KIND", "magic", `expected "veil${kind}", got "${printable}"`);
+      this.fail("WRONG_KIND", "magic", `expected "veil${kind}", got ${this.secret ? "something else (value withheld)" : `"${printable}"`}`);
     }
     this.pos += 6;
     const version = this.u16("magic");
@@ -251,14 +260,24 @@ export class Writer {
   }
 
   /** opaque x<min..max> with the §1.1 prefix size. */
-  vec(b: Uint8Array, min: number, max: number, field: string): this {
+  vec(b: Uint8Array, min: number, max: number, field: string, size: 1 | 2 | 4 = prefixSize(max)): this {
     if (!(b instanceof Uint8Array)) this.fail("BAD_VALUE", field, "not a byte array");
     if (b.length < min || b.length > max) this.fail("BAD_LENGTH", field, `length ${b.length} is not in ${min}..${max}`);
-    const size = prefixSize(max);
     if (size === 1) this.u8(b.length, field);
     else if (size === 2) this.u16(b.length, field);
     else this.u32(b.length, field);
     return this.bytes(b);
+  }
+
+  /** Vectors with an explicit u8 / u16 / u32 length prefix. */
+  vec8(b: Uint8Array, field: string, min = 0, max = 0xff): this {
+    return this.vec(b, min, max, field, 1);
+  }
+  vec16(b: Uint8Array, field: string, min = 0, max = 0xffff): this {
+    return this.vec(b, min, max, field, 2);
+  }
+  vec32(b: Uint8Array, field: string, min = 0, max = 0xffffffff): this {
+    return this.vec(b, min, max, field, 4);
   }
 
   name(s: string, field: string, program = false): this {

@@ -15,7 +15,7 @@ import {
   type InnerResponse,
   type StreamChunk,
 } from "../../host/formats/inner.ts";
-import { checkSchema, tensorFromArray, type Tensor } from "../../host/formats/tensor.ts";
+import { checkSchema, decodeTensorList, encodeTensorList, tensorFromArray, type Tensor } from "../../host/formats/tensor.ts";
 import type { Manifest } from "../../host/formats/manifest.ts";
 import { Writer } from "../../host/formats/wire.ts";
 
@@ -228,11 +228,23 @@ describe("inner request strictness (§7)", () => {
     expect(codeOf(() => decodeInnerRequest(encodeInnerRequest(tensorReq), gen))).toBe("SCHEMA_VIOLATION");
   });
 
+  it("bare tensor lists (accelerator output) round-trip and use the 0x09 field ids", () => {
+    fc.assert(fc.property(arbTensors, (l) => void expect(decodeTensorList(encodeTensorList(l))).toEqual(l)), { numRuns: runs });
+    const b = encodeTensorList([tensorFromArray("y", 6, [2], new Int32Array([1, 2]))]);
+    for (let i = 0; i < b.length; i++) expect(codeOf(() => decodeTensorList(b.subarray(0, i)))).toBe("TRUNCATED");
+    expect(err(() => decodeTensorList(b.subarray(0, b.length - 1)))!.fieldId).toBe(0x0907);
+    const dtype = b.slice();
+    dtype[3] = 99;
+    expect(err(() => decodeTensorList(dtype))).toMatchObject({ code: "BAD_VALUE", field: "accelerator_output.tensors[0].dtype", fieldId: 0x0904 });
+    expect(err(() => decodeTensorList(Uint8Array.of(0)))).toMatchObject({ code: "BAD_LENGTH", fieldId: 0x0901 });
+    expect(codeOf(() => decodeTensorList(concat(b, Uint8Array.of(0))))).toBe("TRAILING_BYTES");
+  });
+
   it("validates accelerator outputs with ACCELERATOR_FAILED", () => {
     const specs = [{ name: "y", dtype: 1, dims: [{ min: 1, max: 2 }] }];
     expect(() => checkSchema([tensorFromArray("y", 1, [2], new Float32Array(2))], specs, { structure: "accelerator_output", prefix: "", code: "ACCELERATOR_FAILED" })).not.toThrow();
     const e = err(() => checkSchema([tensorFromArray("y", 1, [3], new Float32Array(3))], specs, { structure: "accelerator_output", prefix: "", code: "ACCELERATOR_FAILED" }))!;
-    expect(e).toMatchObject({ code: "ACCELERATOR_FAILED", number: 64 });
+    expect(e).toMatchObject({ code: "ACCELERATOR_FAILED", number: 64, field: "accelerator_output.tensors[0].dims", fieldId: 0x0906 });
   });
 
   it("encoders refuse what decoders reject", () => {

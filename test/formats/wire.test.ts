@@ -111,6 +111,16 @@ describe("Reader", () => {
     expect(Array.from(w)).toEqual([0, 0, 0, 1, 9]);
   });
 
+  it("reads and writes vectors with explicit u8 / u16 / u32 prefixes", () => {
+    const v = Uint8Array.of(7, 8);
+    const bytes = new Writer("t").vec8(v, "a").vec16(v, "b").vec32(v, "c").finish();
+    expect(Array.from(bytes)).toEqual([2, 7, 8, 0, 2, 7, 8, 0, 0, 0, 2, 7, 8]);
+    const r = new Reader(bytes, "t");
+    expect([r.vec8("a"), r.vec16("b"), r.vec32("c")]).toEqual([v, v, v]);
+    r.end();
+    expect(caught(() => new Reader(Uint8Array.of(0, 3, 1, 2, 3), "t").vec16("b", 0, 2)).code).toBe("BAD_LENGTH");
+  });
+
   it("checks vector lengths against the range before reading the contents", () => {
     expect(caught(() => new Reader(Uint8Array.from([0]), "t").vec("v", 1, 64)).code).toBe("BAD_LENGTH");
     expect(caught(() => new Reader(Uint8Array.from([65]), "t").vec("v", 1, 64)).code).toBe("BAD_LENGTH");
@@ -142,6 +152,10 @@ describe("Reader", () => {
     expect(e.message).toContain("withheld");
     const pub = caught(() => new Reader(Uint8Array.from([0, 0, 0x30, 0x39]), "manifest").ranged("x", "u32", 1, 4096));
     expect(pub.message).toContain("12345");
+    const kind = caught(() => new Reader(ascii("secretRQ"), "inner_request", { secret: true }).magic("RQ"));
+    expect(kind.code).toBe("WRONG_KIND");
+    expect(kind.message).not.toContain("secret");
+    expect(caught(() => new Reader(ascii("veilXX\0\x01"), "manifest").magic("MF")).message).toContain('got "veilXX"');
   });
 
   it("Writer and Reader agree on random field sequences", () => {
