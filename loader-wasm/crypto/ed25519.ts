@@ -268,3 +268,10 @@ export function ed25519Verify(pk: usize, msg: usize, msgLen: usize, sig: usize):
   if (smallOrder(PR)) return ED_SMALL_R;
   return ED_MISMATCH;
 }
+
+// Variable time: inputs are public.
+// SPEC.md §2.3 rules 3-5 for a public key alone (trust configuration): canonical, on the
+// curve, not of small order. The same checks as ed25519Verify's ED_BAD_A and ED_SMALL_A.
+export function ed25519PublicKeyOk(pk: usize): bool {
+  return decode(PA, pk) == 0 && !smallOrder(PA);
+}
