@@ -32,7 +32,7 @@ export const REPLAY_INDEX_SIZE: usize = <usize>REPLAY_WINDOW * 2 * 4;
 export let ARENA: usize = 0;
 export let MANIFESTS: usize = 0; // PROGRAMS_MAX slots of MANIFEST_SLOT: verified manifest copies
 export let TOKENS: usize = 0; // STREAMS_MAX slots of TOKENS_SLOT: generation contexts
-export let REPLAY: usize = 0; // REPLAY_WINDOW encs, a ring
+export let REPLAY_RING: usize = 0; // REPLAY_WINDOW encs, a ring
 export let REPLAY_INDEX: usize = 0; // open-addressing table of ring slots + 1
 
 const TOTAL: usize = ARENA_SIZE + <usize>PROGRAMS_MAX * MANIFEST_SLOT + <usize>STREAMS_MAX * TOKENS_SLOT +
@@ -50,8 +50,8 @@ export function ensureLayout(): bool {
   ARENA = base;
   MANIFESTS = ARENA + ARENA_SIZE;
   TOKENS = MANIFESTS + <usize>PROGRAMS_MAX * MANIFEST_SLOT;
-  REPLAY = TOKENS + <usize>STREAMS_MAX * TOKENS_SLOT;
-  REPLAY_INDEX = REPLAY + REPLAY_SIZE;
+  REPLAY_RING = TOKENS + <usize>STREAMS_MAX * TOKENS_SLOT;
+  REPLAY_INDEX = REPLAY_RING + REPLAY_SIZE;
   ready = true;
   return true;
 }

@@ -4,7 +4,7 @@
 // Variable time: inputs are public. (Manifests are public, signed metadata.)
 import * as wire from "./wire";
 import {
-  F_MANIFEST, BAD_VALUE, BAD_LENGTH, NOT_CANONICAL, TOO_LARGE, UNKNOWN_CRITICAL,
+  F_MANIFEST, BAD_VALUE, BAD_LENGTH, NOT_CANONICAL, TOO_LARGE, UNKNOWN_CRITICAL, UNSUPPORTED_VERSION, TRUNCATED,
 } from "./errors";
 import { TENSOR_MAX, RESPONSE_MAX, VOCAB_MAX, CONTEXT_MAX, MANIFEST_MAX } from "./layout";
 
@@ -14,9 +14,9 @@ export const M_MAGIC = F_MANIFEST | 1, M_NAME = F_MANIFEST | 2, M_VERSION = F_MA
   M_OUTPUTS = F_MANIFEST | 7, M_MODE = F_MANIFEST | 8, M_VOCAB = F_MANIFEST | 9,
   M_TOKEN = F_MANIFEST | 10, M_END = F_MANIFEST | 11, M_MAX_NEW = F_MANIFEST | 12,
   M_CONTEXT = F_MANIFEST | 13, M_PER_CHUNK = F_MANIFEST | 14, M_KEY_ID = F_MANIFEST | 15,
-  M_PLAINTEXT = F_MANIFEST | 16, M_CHUNK_SIZE = F_MANIFEST | 17, M_CHUNK_COUNT = F_MANIFEST | 18,
-  M_COMMITMENT = F_MANIFEST | 19, M_FILES = F_MANIFEST | 20, M_POLICY = F_MANIFEST | 21,
-  M_EXTENSIONS = F_MANIFEST | 22;
+  M_STREAM_ID = F_MANIFEST | 16, M_PLAINTEXT = F_MANIFEST | 17, M_CHUNK_SIZE = F_MANIFEST | 18,
+  M_CHUNK_COUNT = F_MANIFEST | 19, M_COMMITMENT = F_MANIFEST | 20, M_FILES = F_MANIFEST | 21,
+  M_POLICY = F_MANIFEST | 22, M_EXTENSIONS = F_MANIFEST | 23;
 
 export const MODE_TENSOR: u32 = 1;
 export const MODE_GENERATE: u32 = 2;
@@ -30,7 +30,7 @@ export const WEIGHTS_MAX: u64 = 1 << 46;
   inputsOff: u32; outputsOff: u32;
   mode: u32;
   vocabSize: u32; tokensOff: u32; endToken: u32; maxNew: u32; contextLength: u32; perChunk: u32;
-  keyIdOff: u32; plaintextSize: u64; chunkSize: u32; chunkCount: u64; commitmentOff: u32;
+  keyIdOff: u32; streamIdOff: u32; plaintextSize: u64; chunkSize: u32; chunkCount: u64; commitmentOff: u32;
   egress: u32;
 }
 
@@ -82,7 +82,7 @@ function tensorSpecs(field: u32): u32 {
     const size = dtypeSize(wire.u8r(field));
     if (!wire.failed() && size == 0) wire.fail(BAD_VALUE, field); // §5.2
     const rank = wire.u8r(field);
-    if (!wire.failed() && rank > 8) wire.fail(BAD_VALUE, field); // rank 0..8
+    if (!wire.failed() && rank > 8) wire.fail(BAD_LENGTH, field); // rank 0..8
     let bytes: u64 = size;
     for (let d: u32 = 0; d < rank && !wire.failed(); d++) {
       const lo = wire.u32r(field), hi = wire.u32r(field);
@@ -119,7 +119,8 @@ function generateShapesOk(base: usize, f: Facts): bool {
   if (!dimIs(d, 1, 1) || !dimIs(d + 8, 1, f.contextLength)) return false;
   d = readSpec(base + f.outputsOff + 1);
   if (load<u8>(base + f.outputsOff) != 1 || specDtype != 1 || specRank != 3) return false;
-  return dimIs(d, 1, 1) && dimIs(d + 8, 1, f.contextLength) && dimIs(d + 16, f.vocabSize, f.vocabSize);
+  const positions = dimIs(d + 8, 1, f.contextLength) || dimIs(d + 8, 1, 1); // every position, or the last
+  return dimIs(d, 1, 1) && positions && dimIs(d + 16, f.vocabSize, f.vocabSize);
 }
 
 // Parses a manifest at `base` (len bytes) into `f`; `tokenTable` receives the offset of each
@@ -136,7 +137,8 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
   if (!wire.failed() && (f.version < 1 || f.version >= (<u64>1 << 63))) wire.fail(BAD_VALUE, M_VERSION); // §5
   f.graphSha = <u32>(wire.bytesAt(32, M_GRAPH_SHA) - base);
   f.graphSize = wire.u64r(M_GRAPH_SIZE);
-  if (!wire.failed() && (f.graphSize < 1 || f.graphSize > GRAPH_MAX)) wire.fail(BAD_VALUE, M_GRAPH_SIZE); // §5
+  if (!wire.failed() && f.graphSize < 1) wire.fail(BAD_VALUE, M_GRAPH_SIZE); // §5: 1..GRAPH_MAX
+  if (!wire.failed() && f.graphSize > GRAPH_MAX) wire.fail(TOO_LARGE, M_GRAPH_SIZE);
   f.inputsOff = <u32>(wire.position() - base);
   tensorSpecs(M_INPUTS);
   f.outputsOff = <u32>(wire.position() - base);
@@ -147,7 +149,7 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
   if (!wire.failed() && f.mode == MODE_GENERATE) {
     // SPEC §5.3
     f.vocabSize = wire.u32r(M_VOCAB);
-    if (!wire.failed() && (f.vocabSize < 2 || f.vocabSize > VOCAB_MAX)) wire.fail(BAD_VALUE, M_VOCAB);
+    if (!wire.failed() && (f.vocabSize < 2 || f.vocabSize > VOCAB_MAX)) wire.fail(BAD_LENGTH, M_VOCAB);
     f.tokensOff = <u32>(wire.position() - base);
     for (let i: u32 = 0; i < f.vocabSize && !wire.failed(); i++) {
       const t = wire.vec(1, 64, M_TOKEN);
@@ -165,6 +167,7 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
   }
   // SPEC §5.4 weights descriptor
   f.keyIdOff = <u32>(wire.bytesAt(16, M_KEY_ID) - base);
+  f.streamIdOff = <u32>(wire.bytesAt(16, M_STREAM_ID) - base);
   f.plaintextSize = wire.u64r(M_PLAINTEXT);
   if (!wire.failed() && f.plaintextSize > WEIGHTS_MAX) wire.fail(TOO_LARGE, M_PLAINTEXT);
   f.chunkSize = wire.u32r(M_CHUNK_SIZE);
@@ -179,7 +182,7 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
   }
   f.commitmentOff = <u32>(wire.bytesAt(64, M_COMMITMENT) - base);
   const files = wire.u8r(M_FILES);
-  if (!wire.failed() && (files < 1 || files > 64)) wire.fail(BAD_LENGTH, M_FILES);
+  if (!wire.failed() && (files < 1 || files > 64)) wire.fail(BAD_LENGTH, M_FILES); // 1..64
   let total: u64 = 0;
   const locs = memory.data(64 * 8, 8);
   for (let i: u32 = 0; i < files && !wire.failed(); i++) {
@@ -198,10 +201,10 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
   }
   if (!wire.failed() && total != f.plaintextSize) wire.fail(BAD_VALUE, M_FILES); // sizes sum to plaintext_size
   // SPEC §5.5 policy
-  if (!wire.failed() && wire.u16r(M_POLICY) != 1) wire.fail(BAD_VALUE, M_POLICY);
+  if (!wire.failed() && wire.u16r(M_POLICY) != 1) wire.fail(UNSUPPORTED_VERSION, M_POLICY); // §1.3
   const extLen = wire.u16r(M_EXTENSIONS);
   const extEnd = wire.position() + <usize>extLen;
-  if (!wire.failed() && <usize>extLen > wire.remaining()) wire.fail(TRUNCATED_EXT, M_EXTENSIONS);
+  if (!wire.failed() && <usize>extLen > wire.remaining()) wire.fail(TRUNCATED, M_EXTENSIONS);
   f.egress = 0;
   let prev: i32 = -1;
   while (!wire.failed() && wire.position() < extEnd) {
@@ -214,7 +217,8 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
     else if (type == 0x8001) {
       // egress limit: u32 max_response_bytes in 1..RESPONSE_MAX
       const v = dataLen == 4 ? bswap<u32>(load<u32>(data)) : 0;
-      if (v < 1 || <usize>v > RESPONSE_MAX) wire.fail(BAD_VALUE, M_EXTENSIONS);
+      if (dataLen != 4) wire.fail(BAD_LENGTH, M_EXTENSIONS);
+      else if (v < 1 || <usize>v > RESPONSE_MAX) wire.fail(BAD_VALUE, M_EXTENSIONS);
       f.egress = v;
     } else if ((type & 0x8000) != 0) wire.fail(UNKNOWN_CRITICAL, M_EXTENSIONS); // §5.5
     prev = <i32>type;
@@ -222,5 +226,3 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
   wire.finish(M_EXTENSIONS);
   return wire.failed() ? wire.errorCode() : 0;
 }
-
-const TRUNCATED_EXT: u32 = 1; // SPEC §12 TRUNCATED

@@ -123,7 +123,7 @@ function poison(i: u32, e: u32): u32 {
 }
 
 // SPEC §12.1 field ids for the weights stream.
-const W_MAGIC = F_WEIGHTS | 1, W_KEY_ID = F_WEIGHTS | 2, W_CHUNK_SIZE = F_WEIGHTS | 4,
+const W_MAGIC = F_WEIGHTS | 1, W_KEY_ID = F_WEIGHTS | 2, W_STREAM_ID = F_WEIGHTS | 3, W_CHUNK_SIZE = F_WEIGHTS | 4,
   W_COUNT = F_WEIGHTS | 5, W_SIZE = F_WEIGHTS | 6, W_CHUNK = F_WEIGHTS | 7;
 const HEADER_LEN: usize = 60;
 const NONCE = memory.data(12, 16);
@@ -174,7 +174,7 @@ function weightsHeader(i: u32, s: usize, f: Facts, p: usize, len: usize): u32 {
   wire.begin(p, len);
   wire.magic(wire.kind(0x57, 0x53), W_MAGIC); // "WS"
   const keyId = wire.bytesAt(16, W_KEY_ID);
-  const streamId = wire.bytesAt(16, W_KEY_ID + 1);
+  const streamId = wire.bytesAt(16, W_STREAM_ID);
   const chunkSize = wire.u32r(W_CHUNK_SIZE);
   const count = wire.u64r(W_COUNT);
   const size = wire.u64r(W_SIZE);
@@ -182,6 +182,7 @@ function weightsHeader(i: u32, s: usize, f: Facts, p: usize, len: usize): u32 {
   if (wire.failed()) return poison(i, wire.errorCode());
   // SPEC §9: header fields equal the manifest's weights descriptor.
   if (memory.compare(keyId, base + f.keyIdOff, 16) != 0) return poison(i, err(WEIGHTS_MISMATCH, W_KEY_ID));
+  if (memory.compare(streamId, base + f.streamIdOff, 16) != 0) return poison(i, err(WEIGHTS_MISMATCH, W_STREAM_ID));
   if (chunkSize != f.chunkSize) return poison(i, err(WEIGHTS_MISMATCH, W_CHUNK_SIZE));
   if (count != f.chunkCount) return poison(i, err(WEIGHTS_MISMATCH, W_COUNT));
   if (size != f.plaintextSize) return poison(i, err(WEIGHTS_MISMATCH, W_SIZE));

@@ -18,15 +18,17 @@ import { facts, digest, isReady, manifestBase, tokenTable, slotOf, handleOf } fr
 import { matchesSchema, listEnd } from "./tensors";
 import { longestMatch, matchLen, sample, rngInit, rngWipe, RNG_SIZE } from "./generate";
 import {
-  REPLAY, REPLAY_INDEX, REPLAY_WINDOW, TOKENS, TOKENS_SLOT, STREAMS_MAX, REQUEST_MAX, RESPONSE_MAX,
+  REPLAY_RING, REPLAY_INDEX, REPLAY_WINDOW, TOKENS, TOKENS_SLOT, STREAMS_MAX, REQUEST_MAX, RESPONSE_MAX,
   PROMPT_MAX, arenaAlloc, arenaMark, arenaRewind,
 } from "./layout";
 import { REQUEST_INFO, REQUEST_INFO_LEN, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN, STREAM_EXPORT, STREAM_EXPORT_LEN, KEY, KEY_LEN, NONCE, NONCE_LEN, SAMPLING_SEED, SAMPLING_SEED_LEN } from "./labels";
 import * as host from "./imports";
 
-const R_KEY_ID: u32 = F_REQUEST | 1, R_SUITE = F_REQUEST | 2, R_ENC = F_REQUEST | 5, R_CT = F_REQUEST | 6;
+// SPEC §12.1 field ids.
+const R_KEY_ID: u32 = F_REQUEST | 1, R_KEM = F_REQUEST | 2, R_KDF = F_REQUEST | 3, R_AEAD = F_REQUEST | 4,
+  R_ENC = F_REQUEST | 5, R_CT = F_REQUEST | 6;
 const I_MAGIC = F_INNER | 1, I_KIND = F_INNER | 2, I_INPUTS = F_INNER | 3, I_PROMPT = F_INNER | 3,
-  I_MAX = F_INNER | 4, I_TEMP = F_INNER | 5, I_TOPK = F_INNER | 6, I_SEED = F_INNER | 7;
+  I_MAX = F_INNER | 4, I_TEMP = F_INNER | 5, I_TOPK = F_INNER | 6, I_HAS_SEED = F_INNER | 7, I_SEED = F_INNER | 8;
 
 // ---- SPEC §8.2 replay window: a ring of encs with an open-addressing index ----
 let replayNext: u32 = 0;
@@ -39,7 +41,7 @@ function replayFind(enc: usize): i32 {
   for (let probes: u32 = 0; probes < INDEX_SLOTS; probes++) {
     const v = load<u32>(REPLAY_INDEX + <usize>h * 4);
     if (v == 0) return -1;
-    if (v != 0xffffffff && memory.compare(REPLAY + <usize>(v - 1) * 32, enc, 32) == 0) return <i32>h;
+    if (v != 0xffffffff && memory.compare(REPLAY_RING + <usize>(v - 1) * 32, enc, 32) == 0) return <i32>h;
     h = (h + 1) & (INDEX_SLOTS - 1);
   }
   return -1;
@@ -49,10 +51,10 @@ function replayRemember(enc: usize): void {
   const slot = replayNext;
   if (replayCount == REPLAY_WINDOW) {
     // Evict the oldest: mark its index entry deleted (a tombstone keeps probe chains intact).
-    const old = replayFind(REPLAY + <usize>slot * 32);
+    const old = replayFind(REPLAY_RING + <usize>slot * 32);
     if (old >= 0) store<u32>(REPLAY_INDEX + <usize>old * 4, 0xffffffff);
   } else replayCount++;
-  memory.copy(REPLAY + <usize>slot * 32, enc, 32);
+  memory.copy(REPLAY_RING + <usize>slot * 32, enc, 32);
   let h = load<u32>(enc) & (INDEX_SLOTS - 1);
   while (true) {
     const v = load<u32>(REPLAY_INDEX + <usize>h * 4);
@@ -79,12 +81,14 @@ function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLab
   if (len > REQUEST_MAX) return err(TOO_LARGE, R_CT); // SPEC §13
   wire.begin(p, len);
   const kid = wire.u8r(R_KEY_ID);
-  const kem = wire.u16r(R_SUITE), kdf = wire.u16r(R_SUITE), aead = wire.u16r(R_SUITE);
+  const kem = wire.u16r(R_KEM), kdf = wire.u16r(R_KDF), aead = wire.u16r(R_AEAD);
   const enc = wire.bytesAt(32, R_ENC);
   if (!wire.failed() && wire.remaining() < 16) wire.fail(BAD_LENGTH, R_CT);
   if (wire.failed()) return wire.errorCode();
   if (kid != keyId) return err(KEY_ID, R_KEY_ID); // §8.1
-  if (kem != 0x0020 || kdf != 0x0001 || aead != 0x0003) return err(UNSUPPORTED_SUITE, R_SUITE);
+  if (kem != 0x0020) return err(UNSUPPORTED_SUITE, R_KEM);
+  if (kdf != 0x0001) return err(UNSUPPORTED_SUITE, R_KDF);
+  if (aead != 0x0003) return err(UNSUPPORTED_SUITE, R_AEAD);
   if (replayFind(enc) >= 0) return err(REPLAY, R_ENC); // §8.2
   // info = "veil request v1\0" ‖ hdr ‖ program_digest
   memory.copy(INFO, REQUEST_INFO, REQUEST_INFO_LEN);
@@ -177,7 +181,10 @@ const STREAMS = memory.data(<i32>(STREAM_SIZE * 16), 16);
 const T_STATE: usize = 0, T_PROGRAM: usize = 4, T_COUNTER: usize = 8, T_TOKENS: usize = 12,
   T_GENERATED: usize = 16, T_MAX: usize = 20, T_TEMP: usize = 24, T_TOPK: usize = 28, T_KEY: usize = 32,
   T_NONCE: usize = 64, T_EGRESS: usize = 76, T_RESPONSE_NONCE: usize = 80, T_RNG: usize = 112, T_STOP: usize = 228,
-  T_GEN: usize = 232;
+  T_GEN: usize = 232, T_LAST: usize = 240;
+// A stream the host has not advanced for this long may be reclaimed for a new one, so
+// abandoned streams cannot hold all STREAMS_MAX slots (SPEC §8.4).
+const STREAM_IDLE_NS: u64 = 60_000_000_000;
 const FREE: u32 = 0, NONCE_PENDING: u32 = 1, RUNNING: u32 = 2, FINISHED: u32 = 3;
 
 @inline function streamAt(s: u32): usize { return STREAMS + <usize>s * STREAM_SIZE; }
@@ -201,9 +208,10 @@ function startGenerate(i: u32, f: Facts, s: u32): u32 {
   if (!wire.failed() && temp > 10000) wire.fail(BAD_VALUE, I_TEMP);
   const topK = wire.u32r(I_TOPK);
   if (!wire.failed() && topK > f.vocabSize) wire.fail(BAD_VALUE, I_TOPK);
-  const hasSeed = wire.u8r(I_SEED);
+  const hasSeed = wire.u8r(I_HAS_SEED);
+  if (!wire.failed() && hasSeed > 1) wire.fail(BAD_VALUE, I_HAS_SEED);
   const seedAt = wire.bytesAt(8, I_SEED);
-  if (!wire.failed() && (hasSeed > 1 || (hasSeed == 0 && load<u64>(seedAt) != 0))) wire.fail(BAD_VALUE, I_SEED);
+  if (!wire.failed() && hasSeed == 0 && load<u64>(seedAt) != 0) wire.fail(BAD_VALUE, I_SEED); // MUST be 0
   wire.finish(I_SEED);
   if (wire.failed()) return wire.errorCode();
   // Tokenize by greedy longest match; every byte must be covered (SPEC §7.5).
@@ -288,10 +296,12 @@ function step(i: u32, f: Facts, s: u32): i32 {
   let ok = matchesSchema(o, on, base + f.outputsOff) && listEnd == o + on;
   const oname = <usize>load<u8>(o + 1);
   const dims = o + 4 + oname;
-  ok = ok && bswap<u32>(load<u32>(dims + 4)) == n;
+  // SPEC §5.3: n positions, or only the last.
+  const positions = ok ? bswap<u32>(load<u32>(dims + 4)) : 0;
+  ok = ok && (positions == n || positions == 1);
   let tok: u32 = 0;
   if (ok) {
-    const logits = dims + 12 + (<usize>n - 1) * <usize>f.vocabSize * 4;
+    const logits = dims + 12 + (<usize>positions - 1) * <usize>f.vocabSize * 4;
     tok = sample(logits, f.vocabSize, load<u32>(st, T_TEMP), load<u32>(st, T_TOPK), st + T_RNG);
   }
   arenaRewind(mark); // wipes the logits
@@ -331,6 +341,13 @@ function freeStream(s: u32): void {
 
 function takeStream(): i32 {
   for (let s: u32 = 0; s < STREAMS_MAX; s++) if (load<u32>(streamAt(s), T_STATE) == FREE) return <i32>s;
+  const t = host.now();
+  for (let s: u32 = 0; s < STREAMS_MAX; s++) {
+    if (t - load<u64>(streamAt(s), T_LAST) > STREAM_IDLE_NS) {
+      freeStream(s);
+      return <i32>s;
+    }
+  }
   return -1;
 }
 
@@ -432,6 +449,7 @@ export function inferBegin(handle: u32, p: usize, len: usize): u32 {
   store<u32>(st, NONCE_PENDING, T_STATE);
   store<u32>(st, handle, T_PROGRAM);
   store<u32>(st, streamGen, T_GEN);
+  store<u64>(st, host.now(), T_LAST);
   outStream = <u32>s | (streamGen << 4);
   return 0;
 }
@@ -449,6 +467,7 @@ export function inferNext(h: u32): u32 {
   const s = streamOf(h);
   if (s < 0) return err(STREAM_DONE, 0);
   const st = streamAt(<u32>s);
+  store<u64>(st, host.now(), T_LAST);
   if (load<u32>(st, T_STATE) == NONCE_PENDING) {
     outPtr = arenaAlloc(0, 0, 16, 32);
     memory.copy(outPtr, st + T_RESPONSE_NONCE, 32);
@@ -484,8 +503,9 @@ export function inferNext(h: u32): u32 {
   // A chunk that reached perChunk tokens is final only if no further token may follow.
   let stop = load<u32>(st, T_STOP);
   if (stop == 0 && load<u32>(st, T_GENERATED) >= load<u32>(st, T_MAX)) stop = 2;
-  const egress = <u64>load<u32>(st, T_EGRESS) + <u64>textLen;
-  if (f.egress != 0 && egress > <u64>f.egress) {
+  const plainLen: usize = 16 + textLen + 1;
+  const egress = <u64>load<u32>(st, T_EGRESS) + <u64>plainLen; // SPEC §13: the sum of chunk plaintexts
+  if (egress > <u64>RESPONSE_MAX || (f.egress != 0 && egress > <u64>f.egress)) {
     wipe(text, textLen);
     freeStream(<u32>s);
     return err(EGRESS_LIMIT, F_OUTPUT);
@@ -497,7 +517,6 @@ export function inferNext(h: u32): u32 {
   wire.w32(<u32>textLen);
   wire.wbegin(text + textLen);
   wire.w8(stop);
-  const plainLen: usize = 16 + textLen + 1;
   // nonce = N XOR (counter as 11-byte big-endian ‖ final flag)
   const nonce = memory.data(12, 16);
   const counter = load<u32>(st, T_COUNTER);

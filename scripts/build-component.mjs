@@ -7,7 +7,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 const core = readFileSync("build/loader.wasm");
 const embedded = await componentEmbed({
   binary: core,
-  witPath: "loader-wasm/wit/loader.wit",
+  witSource: readFileSync("loader-wasm/wit/loader.wit", "utf8"),
   world: "loader",
   stringEncoding: "utf8",
 });

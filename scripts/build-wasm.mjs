@@ -12,6 +12,7 @@ import binaryen from "binaryen";
 // module's exports here is the only post-processing step (SPEC §11, wit/loader.wit).
 function kebabExports(path) {
   const mod = binaryen.readBinary(readFileSync(path));
+  mod.setFeatures(binaryen.Features.All);
   for (let i = mod.getNumExports() - 1; i >= 0; i--) {
     const info = binaryen.getExportInfo(mod.getExportByIndex(i));
     if (info.kind !== binaryen.ExternalFunction || info.name === "cabi_realloc") continue;
