@@ -9,7 +9,7 @@ const BLOCK = memory.data(64, 16); // key stream block 0, padded MAC blocks, com
 
 // RFC 8439 §2.8: the MAC input is AAD and ciphertext, each zero-padded to 16 bytes.
 function macPadded(p: usize, len: usize): void {
-  // Variable time: inputs are public (lengths).
+  // Variable time: inputs are public.
   poly1305Blocks(PCTX, p, len >> 4);
   const rest = len & 15;
   if (rest != 0) {
@@ -60,7 +60,7 @@ export function aeadSeal(key: usize, nonce: usize, aad: usize, aadLen: usize, sr
 // releases no plaintext and loses no ciphertext.
 export function aeadOpen(key: usize, nonce: usize, aad: usize, aadLen: usize, src: usize, len: usize,
   tag: usize, dst: usize): i32 {
-  // Variable time: inputs are public (pointers and lengths).
+  // Variable time: inputs are public.
   if ((dst != src && overlaps(dst, len, src, len)) || overlaps(dst, len, key, 32) ||
     overlaps(dst, len, nonce, 12) || overlaps(dst, len, tag, 16)) return 2;
   begin(key, nonce, aad, aadLen);

@@ -8,6 +8,8 @@ const STATE = memory.data(256, 16);
 // Four blocks of key stream for partial groups and chacha20Block.
 const TAIL = memory.data(256, 16);
 
+// Rotation by 16 swaps 16-bit halves (two 16-bit shuffles in V8, cheaper than shifts); the
+// others use shifts: V8 lowers a byte shuffle for rotation by 8 to more instructions.
 @inline function rotl16(x: v128): v128 {
   return i8x16.shuffle(x, x, 2, 3, 0, 1, 6, 7, 4, 5, 10, 11, 8, 9, 14, 15, 12, 13);
 }
@@ -49,6 +51,7 @@ function blocks4(ctr: u32, src: usize, dst: usize, mac: bool = false, pctx: usiz
   let x12 = c12, x13 = v128.load(STATE, 208), x14 = v128.load(STATE, 224), x15 = v128.load(STATE, 240);
   // RFC 8439 §2.1, §2.3: 10 double rounds; column rounds, then diagonal rounds.
   for (let i = 0; i < 10; i++) {
+    // Variable time: inputs are public.
     if (mac) { const n: usize = i < 6 ? 2 : 1; poly1305Blocks(pctx, macp, n); macp += n << 4; }
     x0 = i32x4.add(x0, x4); x12 = rotl16(v128.xor(x12, x0)); x1 = i32x4.add(x1, x5); x13 = rotl16(v128.xor(x13, x1));
     x2 = i32x4.add(x2, x6); x14 = rotl16(v128.xor(x14, x2)); x3 = i32x4.add(x3, x7); x15 = rotl16(v128.xor(x15, x3));
@@ -105,7 +108,7 @@ export function chacha20Xor(key: usize, nonce: usize, counter: u32, src: usize, 
 // 256-byte group behind, once it is written. The caller MACs the rest and wipes pctx.
 export function chacha20Poly1305Xor(key: usize, nonce: usize, src: usize, dst: usize, len: usize,
   pctx: usize, open: bool): void {
-  // Variable time: inputs are public (lengths and pointers).
+  // Variable time: inputs are public.
   setup(key, nonce);
   for (let i: usize = 0; i < len; i += 256) {
     if (open) blocks4(1 + <u32>(i >> 6), src + i, dst + i, true, pctx, src + i);

@@ -31,6 +31,7 @@ export function poly1305Init(ctx: usize, key: usize): void {
   let h0 = load<u64>(ctx, H), h1 = load<u64>(ctx, H + 8), h2 = load<u64>(ctx, H + 16);
   let h3 = load<u64>(ctx, H + 24), h4 = load<u64>(ctx, H + 32);
   const end = p + (n << 4);
+  // Variable time: inputs are public.
   for (; p < end; p += 16) {
     h0 += <u64>load<u32>(p); h1 += <u64>load<u32>(p, 4);
     h2 += <u64>load<u32>(p, 8); h3 += <u64>load<u32>(p, 12); h4 += hibit;
@@ -48,7 +49,7 @@ export function poly1305Init(ctx: usize, key: usize): void {
 }
 
 export function poly1305Update(ctx: usize, p: usize, len: usize): void {
-  // Variable time: inputs are public (lengths and fill count only).
+  // Variable time: inputs are public.
   let used = <usize>load<u32>(ctx, USED);
   if (used != 0) {
     const take = min(16 - used, len);
@@ -67,8 +68,8 @@ export function poly1305Update(ctx: usize, p: usize, len: usize): void {
 // Writes the 16-byte tag and wipes the context.
 export function poly1305Final(ctx: usize, tag: usize): void {
   const used = <usize>load<u32>(ctx, USED);
+  // Variable time: inputs are public.
   if (used != 0) {
-    // Variable time: inputs are public (the fill count).
     // RFC 8439 §2.5: the last short block gets a 0x01 byte and zero padding, and no 2^128.
     store<u8>(ctx + BUF + used, 1);
     memory.fill(ctx + BUF + used + 1, 0, 15 - used);
