@@ -74,10 +74,14 @@ export const EXT_EGRESS_LIMIT = 0x8001;
 export const CRITICAL_BIT = 0x8000;
 export const POLICY_VERSION = 1;
 
-/** §8.4. */
-export const STREAM_RECORD_MIN = 17;
+/** §8.4: StreamChunk overhead (magic 8, tokens 4, text length 4, stop 1) and the AEAD tag. */
+export const STREAM_CHUNK_OVERHEAD = 8 + 4 + 4 + 1;
+export const AEAD_TAG_LEN = 16;
+/** sealed_chunk<33..2^24>: the smallest sealed StreamChunk (empty text) up to 2^24. */
+export const STREAM_RECORD_MIN = STREAM_CHUNK_OVERHEAD + AEAD_TAG_LEN;
 export const STREAM_RECORD_MAX = 1 << 24;
-export const STREAM_TEXT_MAX = (1 << 24) - 1;
+/** text<0..2^24-33>: so that a sealed chunk with the longest text is exactly STREAM_RECORD_MAX. */
+export const STREAM_TEXT_MAX = STREAM_RECORD_MAX - STREAM_RECORD_MIN;
 export const STREAM_MAX_CHUNKS = 2 ** 32;
 export const RESPONSE_NONCE_LEN = 32;
 

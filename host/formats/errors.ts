@@ -34,19 +34,14 @@ export const ERROR_CODES = {
   STREAM_DONE: 54,
   ACCELERATOR_FAILED: 64,
   ENTROPY_FAILED: 65,
+  RESPONSE_AUTH: 66,
 } as const;
 
-/**
- * Conditions only a client can see (the loader never opens a response), so §12 has no code
- * for them. They live above the u16 range the loader can emit, so they never collide.
- */
-export const HOST_ERROR_CODES = {
-  RESPONSE_AUTH: 0x1_0001,
-} as const;
+/** §12: codes only a client emits; the loader never returns them (it never opens a response). */
+export const CLIENT_ONLY_CODES: ReadonlySet<SpecErrorName> = new Set<SpecErrorName>(["RESPONSE_AUTH"]);
 
 export type SpecErrorName = keyof typeof ERROR_CODES;
-export type HostErrorName = keyof typeof HOST_ERROR_CODES;
-export type VeilErrorName = SpecErrorName | HostErrorName;
+export type VeilErrorName = SpecErrorName;
 
 export const ERROR_MEANINGS: Readonly<Record<VeilErrorName, string>> = {
   TRUNCATED: "input ends inside a structure",
@@ -81,165 +76,197 @@ export const ERROR_MEANINGS: Readonly<Record<VeilErrorName, string>> = {
   STREAM_DONE: "stream has ended",
   ACCELERATOR_FAILED: "the accelerator reported an error or bad output",
   ENTROPY_FAILED: "the entropy import failed",
-  RESPONSE_AUTH: "response or stream record failed to open (client side, not a loader code)",
+  RESPONSE_AUTH: "(client only, never emitted by the loader) a response or stream chunk failed to open",
 };
 
-export const errorNumber = (name: VeilErrorName): number =>
-  (ERROR_CODES as Record<string, number>)[name] ?? (HOST_ERROR_CODES as Record<string, number>)[name];
+export const errorNumber = (name: VeilErrorName): number => ERROR_CODES[name];
 
 const NAME_BY_NUMBER = new Map<number, SpecErrorName>(
   Object.entries(ERROR_CODES).map(([k, v]) => [v, k as SpecErrorName]),
 );
 
 /**
- * §12.1 field identifiers. Each group lists its fields in the order SPEC.md lists them, from 1.
- * Nested structures continue the numbering after their parent's own fields, in document order
- * (our reading of §12.1; see the report). Each entry is [label, ...paths]; a path is the host
- * decoder's field path with array indices removed (so "inputs[2].dims[0].min" → "inputs.dims.min").
+ * §12.1 field identifiers, exactly as SPEC.md's table lists them: the structure in the high
+ * byte, the field in the low byte, 0 for the structure as a whole. Each row names the host
+ * decoder field paths it covers (array indices removed, so "inputs[2].dims[0].min" is
+ * "inputs.dims.min"); a path also covers every path under it, so a nested field the table does
+ * not list (a TensorSpec's dims, a file's location, an extension's data, a tensor of a
+ * TensorRequest) carries the id of its enclosing row. A path under no row carries the
+ * structure's id (low byte 0).
  */
-type FieldEntry = readonly [label: string, ...paths: string[]];
-interface FieldGroup {
+export interface FieldRow {
+  readonly id: number;
+  /** SPEC.md's wording for the row. */
+  readonly label: string;
+  readonly paths: readonly string[];
+}
+export interface FieldGroup {
   readonly group: number;
   readonly title: string;
+  /** Host structure names (the `structure` of a VeilFormatError) that use this group. */
   readonly structures: readonly string[];
-  readonly fields: readonly FieldEntry[];
+  readonly rows: readonly FieldRow[];
 }
 
+const row = (id: number, label: string, ...paths: string[]): FieldRow => ({ id, label, paths });
 
 export const FIELD_GROUPS: readonly FieldGroup[] = [
   {
     group: 0x01,
     title: "TrustConfig",
     structures: ["trust_config"],
-    fields: [["magic"], ["threshold"], ["count"], ["reviewer_key"]],
+    rows: [
+      row(0x0101, "TrustConfig magic", "magic"),
+      row(0x0102, "TrustConfig threshold", "threshold"),
+      row(0x0103, "TrustConfig count", "count"),
+      row(0x0104, "TrustConfig reviewer_key", "reviewer_key"),
+    ],
   },
   {
     group: 0x02,
     title: "ReportBody",
     structures: ["report"],
-    fields: [["magic"], ["key_id"], ["hpke_public_key"], ["trust_config_hash"], ["nonce"]],
+    rows: [row(0x0205, "ReportBody nonce (the init/attest argument)", "nonce")],
   },
   {
     group: 0x03,
     title: "Manifest",
     structures: ["manifest"],
-    fields: [
-      ["magic"],
-      ["name"],
-      ["version"],
-      ["graph_sha256"],
-      ["graph_size"],
-      ["input_count"],
-      ["inputs"],
-      ["output_count"],
-      ["outputs"],
-      ["mode"],
-      ["generate"],
-      ["weights"],
-      ["policy"],
-      ["TensorSpec.name", "inputs.name", "outputs.name"],
-      ["TensorSpec.dtype", "inputs.dtype", "outputs.dtype"],
-      ["TensorSpec.rank", "inputs.rank", "outputs.rank"],
-      ["TensorSpec.dims", "inputs.dims", "outputs.dims"],
-      ["Dim.min", "inputs.dims.min", "outputs.dims.min"],
-      ["Dim.max", "inputs.dims.max", "outputs.dims.max"],
-      ["generate.vocab_size"],
-      ["generate.token"],
-      ["generate.end_token"],
-      ["generate.max_new_tokens"],
-      ["generate.context_length"],
-      ["generate.tokens_per_chunk"],
-      ["weights.key_id"],
-      ["weights.plaintext_size"],
-      ["weights.chunk_size"],
-      ["weights.chunk_count"],
-      ["weights.commitment"],
-      ["weights.file_count"],
-      ["weights.files"],
-      ["weights.files.location"],
-      ["weights.files.size"],
-      ["policy.policy_version"],
-      ["policy.extensions"],
-      ["policy.extensions.type"],
-      ["policy.extensions.data"],
+    rows: [
+      row(0x0301, "Manifest magic (and its size)", "magic", "size"),
+      row(0x0302, "Manifest name", "name"),
+      row(0x0303, "Manifest version", "version"),
+      row(0x0304, "Manifest graph_sha256", "graph_sha256"),
+      row(0x0305, "Manifest graph_size (and the graph)", "graph_size", "graph"),
+      row(0x0306, "Manifest inputs (count, any TensorSpec field)", "input_count", "inputs"),
+      row(0x0307, "Manifest outputs (count, any TensorSpec field)", "output_count", "outputs"),
+      // "generate" alone is the mode's select arm (present exactly when mode = 2).
+      row(0x0308, "Manifest mode", "mode", "generate"),
+      row(0x0309, "GenerateSpec vocab_size", "generate.vocab_size"),
+      row(0x030a, "GenerateSpec token", "generate.token"),
+      row(0x030b, "GenerateSpec end_token", "generate.end_token"),
+      row(0x030c, "GenerateSpec max_new_tokens", "generate.max_new_tokens"),
+      row(0x030d, "GenerateSpec context_length", "generate.context_length"),
+      row(0x030e, "GenerateSpec tokens_per_chunk", "generate.tokens_per_chunk"),
+      row(0x030f, "WeightsDescriptor key_id", "weights.key_id"),
+      row(0x0310, "WeightsDescriptor stream_id", "weights.stream_id"),
+      row(0x0311, "WeightsDescriptor plaintext_size", "weights.plaintext_size"),
+      row(0x0312, "WeightsDescriptor chunk_size", "weights.chunk_size"),
+      row(0x0313, "WeightsDescriptor chunk_count", "weights.chunk_count"),
+      row(0x0314, "WeightsDescriptor commitment", "weights.commitment"),
+      row(0x0315, "WeightsDescriptor files (count, location, size)", "weights.file_count", "weights.files"),
+      row(0x0316, "Policy policy_version", "policy.policy_version"),
+      row(0x0317, "Policy extensions", "policy.extensions"),
     ],
   },
   {
     group: 0x04,
     title: "SignatureBundle",
     structures: ["signature_bundle"],
-    fields: [["magic"], ["count"], ["entries"], ["entries.public_key"], ["entries.signature"]],
+    rows: [
+      row(0x0401, "SignatureBundle magic", "magic"),
+      row(0x0402, "SignatureBundle count", "count"),
+      row(0x0403, "SignatureBundle entries", "entries"),
+    ],
   },
   {
     group: 0x05,
-    title: "WeightsHeader/chunks",
+    title: "sealed weights stream",
     structures: ["weights_header", "weights_stream"],
-    fields: [["magic"], ["key_id"], ["stream_id"], ["chunk_size"], ["chunk_count"], ["plaintext_size"], ["chunk"]],
+    rows: [
+      row(0x0501, "WeightsHeader magic", "magic"),
+      row(0x0502, "WeightsHeader key_id", "key_id"),
+      row(0x0503, "WeightsHeader stream_id", "stream_id"),
+      row(0x0504, "WeightsHeader chunk_size", "chunk_size"),
+      row(0x0505, "WeightsHeader chunk_count", "chunk_count"),
+      row(0x0506, "WeightsHeader plaintext_size", "plaintext_size"),
+      row(0x0507, "a weights chunk", "chunk"),
+    ],
   },
   {
     group: 0x06,
     title: "WrappedKey",
     structures: ["wrapped_key"],
-    fields: [["magic"], ["key_id"], ["report_nonce"], ["enc"], ["ct"]],
+    rows: [
+      row(0x0601, "WrappedKey magic", "magic"),
+      row(0x0602, "WrappedKey key_id", "key_id"),
+      row(0x0603, "WrappedKey report_nonce", "report_nonce"),
+      row(0x0604, "WrappedKey enc", "enc"),
+      row(0x0605, "WrappedKey ct", "ct"),
+    ],
   },
   {
     group: 0x07,
     title: "EncapsulatedRequest",
     structures: ["encapsulated_request"],
-    fields: [["key_id"], ["kem_id"], ["kdf_id"], ["aead_id"], ["enc"], ["ct"]],
+    rows: [
+      row(0x0701, "EncapsulatedRequest key_id", "key_id"),
+      row(0x0702, "EncapsulatedRequest kem_id", "kem_id"),
+      row(0x0703, "EncapsulatedRequest kdf_id", "kdf_id"),
+      row(0x0704, "EncapsulatedRequest aead_id", "aead_id"),
+      row(0x0705, "EncapsulatedRequest enc", "enc"),
+      row(0x0706, "EncapsulatedRequest ct (and its size)", "ct", "size"),
+    ],
   },
   {
     group: 0x08,
     title: "inner request",
     structures: ["inner_request"],
-    // Fields 3.. differ by kind; the paths do not collide, so one table serves both.
-    fields: [
-      ["magic"],
-      ["kind"],
-      ["tensor: inputs / generate: prompt", "inputs", "prompt"],
-      ["tensor: inputs.count / generate: max_new_tokens", "inputs.count", "max_new_tokens"],
-      ["tensor: inputs.tensors / generate: temperature_milli", "inputs.tensors", "temperature_milli"],
-      ["tensor: Tensor.name / generate: top_k", "inputs.name", "top_k"],
-      ["tensor: Tensor.dtype / generate: has_seed", "inputs.dtype", "has_seed"],
-      ["tensor: Tensor.rank / generate: seed", "inputs.rank", "seed"],
-      ["tensor: Tensor.dims", "inputs.dims"],
-      ["tensor: Tensor.data", "inputs.data"],
+    rows: [
+      row(0x0801, "inner request magic", "magic"),
+      row(0x0802, "inner request kind", "kind"),
+      row(0x0803, "TensorRequest inputs / GenerateRequest prompt", "inputs", "prompt"),
+      row(0x0804, "GenerateRequest max_new_tokens", "max_new_tokens"),
+      row(0x0805, "GenerateRequest temperature_milli", "temperature_milli"),
+      row(0x0806, "GenerateRequest top_k", "top_k"),
+      row(0x0807, "GenerateRequest has_seed", "has_seed"),
+      row(0x0808, "GenerateRequest seed", "seed"),
     ],
   },
   {
     group: 0x09,
     title: "accelerator output",
     structures: ["accelerator_output"],
-    fields: [
-      ["count"],
-      ["tensors"],
-      ["Tensor.name", "tensors.name"],
-      ["Tensor.dtype", "tensors.dtype"],
-      ["Tensor.rank", "tensors.rank"],
-      ["Tensor.dims", "tensors.dims"],
-      ["Tensor.data", "tensors.data"],
-    ],
+    // One row for the whole structure: every field of the output TensorList maps to 0x0900.
+    rows: [row(0x0900, "accelerator output")],
   },
 ];
 
 const GROUP_BY_STRUCTURE = new Map<string, FieldGroup>();
 const ID_BY_PATH = new Map<string, number>();
+const ROW_BY_ID = new Map<number, FieldRow>();
 for (const g of FIELD_GROUPS) {
   for (const s of g.structures) GROUP_BY_STRUCTURE.set(s, g);
-  g.fields.forEach((entry, i) => {
-    const paths = entry.length > 1 ? entry.slice(1) : [entry[0]];
-    for (const p of paths) for (const s of g.structures) ID_BY_PATH.set(`${s}:${p}`, (g.group << 8) | (i + 1));
-  });
+  for (const r of g.rows) {
+    if (r.id >> 8 !== g.group || ROW_BY_ID.has(r.id)) throw new Error(`FIELD_GROUPS: bad or duplicate id 0x${r.id.toString(16)}`);
+    ROW_BY_ID.set(r.id, r);
+    for (const p of r.paths) for (const s of g.structures) ID_BY_PATH.set(`${s}:${p}`, r.id);
+  }
 }
 
 const normalise = (path: string): string => path.replace(/\[\d+\]/g, "");
 
-/** §12.1 identifier (high 16 bits of a loader error) for a host field path, if SPEC numbers it. */
+/**
+ * §12.1 identifier (high 16 bits of a loader error) for a host field path: the row that lists
+ * the field or encloses it, else the structure's id (low byte 0); undefined for structures §12.1
+ * does not number (responses, stream chunks, the sealer's inputs).
+ */
 export function fieldIdFor(structure: string, path: string): number | undefined {
   const g = GROUP_BY_STRUCTURE.get(structure);
   if (!g) return undefined;
-  if (path === "") return g.group << 8;
-  return ID_BY_PATH.get(`${structure}:${normalise(path)}`);
+  for (let p = normalise(path); p !== ""; p = p.includes(".") ? p.slice(0, p.lastIndexOf(".")) : "") {
+    const id = ID_BY_PATH.get(`${structure}:${p}`);
+    if (id !== undefined) return id;
+  }
+  return g.group << 8;
+}
+
+/** SPEC.md's wording for a §12.1 id: a table row, or a structure as a whole; undefined if unknown. */
+export function fieldLabel(fieldId: number): string | undefined {
+  const r = ROW_BY_ID.get(fieldId);
+  if (r) return r.label;
+  if ((fieldId & 0xff) !== 0) return undefined;
+  return FIELD_GROUPS.find((x) => x.group === fieldId >> 8)?.title;
 }
 
 export interface LoaderErrorInfo {
@@ -259,12 +286,7 @@ export function describeLoaderError(raw: number): LoaderErrorInfo {
   const fieldId = u >>> 16;
   const name = NAME_BY_NUMBER.get(code);
   const meaning = name ? ERROR_MEANINGS[name] : undefined;
-  let field: string | undefined;
-  if (fieldId !== 0) {
-    const g = FIELD_GROUPS.find((x) => x.group === fieldId >> 8);
-    const idx = fieldId & 0xff;
-    if (g) field = idx === 0 ? g.title : g.fields[idx - 1] ? `${g.title}.${g.fields[idx - 1][0]}` : undefined;
-  }
+  const field = fieldId === 0 ? undefined : fieldLabel(fieldId);
   const hex = (n: number, w: number) => `0x${n.toString(16).padStart(w, "0")}`;
   const what = name ? `${name} (${code}): ${meaning}` : `unknown error code ${code}`;
   const where = fieldId === 0 ? "" : field ? `; field ${field} (${hex(fieldId, 4)})` : `; unknown field ${hex(fieldId, 4)}`;
@@ -296,9 +318,11 @@ export class VeilFormatError extends Error {
     this.fieldId = fieldIdFor(structure, path);
   }
 
-  /** The u32 the loader would return for this error (§12); undefined for host-only codes. */
-  get loaderCode(): number | undefined {
-    if (this.number > 0xffff) return undefined;
+  /**
+   * The §12 u32 for this error: code in the low 16 bits, §12.1 field id (or 0) in the high 16.
+   * For a client-only code (RESPONSE_AUTH) it is the same encoding, though no loader returns it.
+   */
+  get loaderCode(): number {
     return (((this.fieldId ?? 0) << 16) | this.number) >>> 0;
   }
 

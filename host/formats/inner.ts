@@ -100,8 +100,10 @@ export function encodeInnerRequest(req: InnerRequest, opts: { validate?: boolean
   return opts.validate === false ? out : validated(out, (b) => decodeInnerRequest(b));
 }
 
+/** §7.6, §13: the whole InnerResponse plaintext is at most RESPONSE_MAX bytes (TOO_LARGE). */
 export function decodeInnerResponse(bytes: Uint8Array): InnerResponse {
   const r: Reader = new Reader(bytes, RESP, { secret: true });
+  if (bytes.length > LIMITS.RESPONSE_MAX) r.fail("TOO_LARGE", "", `${bytes.length} bytes exceed RESPONSE_MAX ${LIMITS.RESPONSE_MAX}`);
   r.magic(KIND.RESPONSE);
   const kind = r.u8("kind");
   let res: InnerResponse;
@@ -124,6 +126,10 @@ export function encodeInnerResponse(res: InnerResponse, opts: { validate?: boole
   return opts.validate === false ? out : validated(out, decodeInnerResponse);
 }
 
+/**
+ * §8.4 StreamChunk. `stop` is checked here only for its range (0..2); whether it must be 0 or
+ * 1..2 depends on the chunk's final flag, which the stream opener knows.
+ */
 export function decodeStreamChunk(bytes: Uint8Array): StreamChunk {
   const r: Reader = new Reader(bytes, CHUNK, { secret: true });
   r.magic(KIND.STREAM_CHUNK);

@@ -48,6 +48,8 @@ export interface ExternalFile {
 
 export interface WeightsDescriptor {
   keyId: Uint8Array;
+  /** The sealed stream's stream_id (§9): its header must carry the same one. */
+  streamId: Uint8Array;
   plaintextSize: number;
   chunkSize: number;
   chunkCount: number;
@@ -128,27 +130,35 @@ function readGenerate(r: Reader): GenerateSpec {
   return { tokens, endToken, maxNewTokens, contextLength, tokensPerChunk };
 }
 
-/** §5.3: one int64 input [1..1, 1..ctx], one float32 output [1..1, 1..ctx, vocab..vocab]. */
+/**
+ * §5.3: one int64 input [1..1, 1..ctx]; one float32 output, either [1..1, 1..ctx, vocab..vocab]
+ * (logits for every position) or [1..1, 1..1, vocab..vocab] (the last position only).
+ */
 function checkGenerateShapes(r: Reader, inputs: TensorSpec[], outputs: TensorSpec[], g: GenerateSpec): void {
   const ctx = g.contextLength;
   const vocab = g.tokens.length;
-  const want = (list: "inputs" | "outputs", specs: TensorSpec[], dtype: number, dims: Dim[]) => {
+  const sameDim = (a: Dim, b: Dim) => a.min === b.min && a.max === b.max;
+  const show = (alts: Dim[]) => alts.map((d) => `${d.min}..${d.max}`).join(" or ");
+  /** Each entry of `dims` lists the allowed ranges of that dimension. */
+  const want = (list: "inputs" | "outputs", specs: TensorSpec[], dtype: number, dims: Dim[][]) => {
     if (specs.length !== 1) r.fail("BAD_VALUE", list === "inputs" ? "input_count" : "output_count", `generate mode needs exactly one, got ${specs.length}`);
     const s = specs[0];
     if (s.dtype !== dtype) r.fail("BAD_VALUE", `${list}[0].dtype`, `generate mode needs dtype ${dtype}, got ${s.dtype}`);
     if (s.dims.length !== dims.length) r.fail("BAD_VALUE", `${list}[0].rank`, `generate mode needs rank ${dims.length}, got ${s.dims.length}`);
-    dims.forEach((d, j) => {
+    dims.forEach((alts, j) => {
       const got = s.dims[j];
-      if (got.min !== d.min || got.max !== d.max)
-        r.fail("BAD_VALUE", `${list}[0].dims[${j}]`, `generate mode needs ${d.min}..${d.max}, got ${got.min}..${got.max}`);
+      if (!alts.some((d) => sameDim(got, d)))
+        r.fail("BAD_VALUE", `${list}[0].dims[${j}]`, `generate mode needs ${show(alts)}, got ${got.min}..${got.max}`);
     });
   };
-  want("inputs", inputs, DTYPE.INT64, [{ min: 1, max: 1 }, { min: 1, max: ctx }]);
-  want("outputs", outputs, DTYPE.FLOAT32, [{ min: 1, max: 1 }, { min: 1, max: ctx }, { min: vocab, max: vocab }]);
+  const one: Dim = { min: 1, max: 1 };
+  want("inputs", inputs, DTYPE.INT64, [[one], [{ min: 1, max: ctx }]]);
+  want("outputs", outputs, DTYPE.FLOAT32, [[one], [{ min: 1, max: ctx }, one], [{ min: vocab, max: vocab }]]);
 }
 
 function readWeights(r: Reader): WeightsDescriptor {
   const keyId = r.fixed("weights.key_id", 16);
+  const streamId = r.fixed("weights.stream_id", 16);
   const plaintextSize = r.u64n("weights.plaintext_size", 0, LIMITS.WEIGHTS_MAX, "TOO_LARGE");
   const chunkSize = r.u32("weights.chunk_size");
   if (chunkSize < CHUNK_SIZE.MIN || chunkSize > CHUNK_SIZE.MAX || !isPowerOfTwo(chunkSize))
@@ -175,7 +185,7 @@ function readWeights(r: Reader): WeightsDescriptor {
     files.push({ location, size: Number(size64) });
   }
   if (sum !== BigInt(plaintextSize)) r.fail("BAD_VALUE", "weights.files", `file sizes sum to ${sum}, not plaintext_size ${plaintextSize}`);
-  return { keyId, plaintextSize, chunkSize, chunkCount: expected, commitment, files };
+  return { keyId, streamId, plaintextSize, chunkSize, chunkCount: expected, commitment, files };
 }
 
 function readPolicy(r: Reader): Policy {
@@ -207,7 +217,7 @@ function checkEgress(r: Reader, data: Uint8Array, field: string): void {
 
 export function decodeManifest(bytes: Uint8Array): Manifest {
   const r: Reader = new Reader(bytes, S);
-  if (bytes.length > LIMITS.MANIFEST_MAX) r.fail("TOO_LARGE", "", `${bytes.length} bytes exceed MANIFEST_MAX ${LIMITS.MANIFEST_MAX}`);
+  if (bytes.length > LIMITS.MANIFEST_MAX) r.fail("TOO_LARGE", "size", `${bytes.length} bytes exceed MANIFEST_MAX ${LIMITS.MANIFEST_MAX}`);
   r.magic(KIND.MANIFEST);
   const name = readName(r, "name", true);
   const version = r.u64("version");
@@ -263,6 +273,7 @@ export function encodeManifest(m: Manifest, opts: { validate?: boolean } = {}): 
   } else if (m.generate) w.fail("BAD_VALUE", "generate", "a generate spec needs mode 2");
   const wd = m.weights;
   w.fixed(wd.keyId, 16, "weights.key_id")
+    .fixed(wd.streamId, 16, "weights.stream_id")
     .u64(wd.plaintextSize, "weights.plaintext_size")
     .u32(wd.chunkSize, "weights.chunk_size")
     .u64(wd.chunkCount, "weights.chunk_count")

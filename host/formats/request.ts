@@ -25,7 +25,7 @@ import {
   type InnerResponse,
   type StreamChunk,
 } from "./inner.ts";
-import type { Manifest } from "./manifest.ts";
+import { egressLimit, type Manifest } from "./manifest.ts";
 import { decodeReportBody, reportKeyId, type ReportBody } from "./report.ts";
 import { Reader, Writer } from "./wire.ts";
 
@@ -47,7 +47,8 @@ const STREAM_LABEL = ascii("veil stream v1");
 /** Parses the §8.1 framing. The suite values are checked by whoever opens it (KEY_ID, then UNSUPPORTED_SUITE). */
 export function decodeEncapsulatedRequest(bytes: Uint8Array): EncapsulatedRequest {
   const r: Reader = new Reader(bytes, S);
-  if (bytes.length > LIMITS.REQUEST_MAX) r.fail("TOO_LARGE", "", `${bytes.length} bytes exceed REQUEST_MAX ${LIMITS.REQUEST_MAX}`);
+  // §8.1: REQUEST_MAX bounds the whole message (§12.1 reports it as ct's size, 0x0706).
+  if (bytes.length > LIMITS.REQUEST_MAX) r.fail("TOO_LARGE", "size", `${bytes.length} bytes exceed REQUEST_MAX ${LIMITS.REQUEST_MAX}`);
   const keyId = r.u8("key_id");
   const kemId = r.u16("kem_id");
   const kdfId = r.u16("kdf_id");
@@ -63,7 +64,7 @@ export function encodeEncapsulatedRequest(e: EncapsulatedRequest): Uint8Array {
   const w: Writer = new Writer(S).u8(e.keyId, "key_id").u16(e.kemId, "kem_id").u16(e.kdfId, "kdf_id").u16(e.aeadId, "aead_id").fixed(e.enc, 32, "enc");
   if (e.ct.length < 16) w.fail("BAD_LENGTH", "ct", `${e.ct.length} bytes is shorter than the 16-byte tag`);
   w.bytes(e.ct);
-  if (w.length > LIMITS.REQUEST_MAX) w.fail("TOO_LARGE", "", `${w.length} bytes exceed REQUEST_MAX ${LIMITS.REQUEST_MAX}`);
+  if (w.length > LIMITS.REQUEST_MAX) w.fail("TOO_LARGE", "size", `${w.length} bytes exceed REQUEST_MAX ${LIMITS.REQUEST_MAX}`);
   return w.finish();
 }
 
@@ -118,7 +119,7 @@ export function sealRequest(opts: SealRequestOptions): { bytes: Uint8Array; resp
   const ct = ctx.seal(new Uint8Array(0), inner);
   if (!(opts.request instanceof Uint8Array)) wipe(inner);
   const bytes = concat(hdr, enc, ct);
-  if (bytes.length > LIMITS.REQUEST_MAX) throw new VeilFormatError("TOO_LARGE", S, "", `${bytes.length} bytes exceed REQUEST_MAX`, "seal");
+  if (bytes.length > LIMITS.REQUEST_MAX) throw new VeilFormatError("TOO_LARGE", S, "size", `${bytes.length} bytes exceed REQUEST_MAX ${LIMITS.REQUEST_MAX}`, "seal");
   return { bytes, response: new ResponseContext(ctx, enc) };
 }
 
@@ -162,7 +163,9 @@ export class ResponseContext {
 
 /**
  * Client: feed the bytes of a §8.4 stream as they arrive, in any split; complete records come
- * back as decoded chunks. Detects dropped, reordered, duplicated and cut streams, trailing bytes.
+ * back as decoded chunks. Detects dropped, reordered, duplicated and cut streams, trailing bytes,
+ * a `stop` that does not match the chunk's final flag (BAD_VALUE), and a stream whose chunk
+ * plaintexts (whole StreamChunk encodings, §13) sum to more than RESPONSE_MAX (TOO_LARGE).
  * Buffers at most one record (≤ 2^24 + 4 bytes).
  */
 export class StreamOpener {
@@ -335,14 +338,20 @@ export interface OpenRequestOptions {
   key: ServerKey;
   programDigest: Uint8Array;
   replay?: ReplayWindow;
-  /** When given, the inner request is also checked against the program (§7.3). */
+  /**
+   * When given, the inner request is also checked against the program (§7.3), and responses
+   * are held to its egress limit (§5.5).
+   */
   program?: Manifest;
 }
 
 export interface OpenedRequest {
   request: InnerRequest;
   enc: Uint8Array;
-  /** §8.3 single-shot response. */
+  /**
+   * §8.3 single-shot response. Refuses an InnerResponse whose plaintext exceeds RESPONSE_MAX
+   * (TOO_LARGE) or the program's egress limit (EGRESS_LIMIT).
+   */
   respond(response: InnerResponse, responseNonce?: Uint8Array): Uint8Array;
   /** §8.4 stream sealer. */
   stream(responseNonce?: Uint8Array): StreamSealer;
@@ -372,6 +381,7 @@ export function openRequest(bytes: Uint8Array, opts: OpenRequestOptions): Opened
     return fail("REQUEST_AUTH", "ct", "failed to open");
   }
   opts.replay?.remember(e.enc);
+  const egress = (): number | undefined => (opts.program ? egressLimit(opts.program.policy) : undefined);
   let request: InnerRequest;
   try {
     request = decodeInnerRequest(pt, opts.program);
@@ -382,10 +392,15 @@ export function openRequest(bytes: Uint8Array, opts: OpenRequestOptions): Opened
     request,
     enc: e.enc,
     respond(response, responseNonce) {
+      const inner = encodeInnerResponse(response); // TOO_LARGE over RESPONSE_MAX
+      const limit = egress();
+      if (limit !== undefined && inner.length > limit) {
+        wipe(inner);
+        throw new VeilFormatError("EGRESS_LIMIT", "inner_response", "", `the response plaintext exceeds the program's egress limit of ${limit} bytes`, "seal");
+      }
       const rn = responseNonce ?? new Uint8Array(randomBytes(RESPONSE_NONCE_LEN));
       const secret = ctx.export(RESPONSE_LABEL, 32);
       const { key, nonce } = responseKeys(secret, e.enc, rn);
-      const inner = encodeInnerResponse(response);
       const sealed = chacha20poly1305(key, nonce).encrypt(inner);
       wipe(secret, key, nonce, inner);
       return concat(rn, sealed);
@@ -395,7 +410,7 @@ export function openRequest(bytes: Uint8Array, opts: OpenRequestOptions): Opened
       const secret = ctx.export(STREAM_LABEL, 32);
       const { key, nonce } = responseKeys(secret, e.enc, rn);
       wipe(secret);
-      return new StreamSealer(rn, key, nonce);
+      return new StreamSealer(rn, key, nonce, egress());
     },
   };
 }
@@ -403,6 +418,7 @@ export function openRequest(bytes: Uint8Array, opts: OpenRequestOptions): Opened
 /** TEST/REFERENCE: produces `responseNonce`, then one StreamRecord per chunk. */
 export class StreamSealer {
   private index = 0;
+  private total = 0;
   private closed = false;
 
   constructor(
@@ -410,19 +426,45 @@ export class StreamSealer {
     readonly head: Uint8Array,
     private readonly key: Uint8Array,
     private readonly baseNonce: Uint8Array,
+    /** The program's egress limit (§5.5), if any. */
+    private readonly egress?: number,
   ) {}
 
-  /** Seals chunk i as a length-prefixed record; `final` sets f = 0x01 and closes the stream. */
-  record(chunk: StreamChunk, final: boolean): Uint8Array {
-    if (this.closed) throw new VeilFormatError("STREAM_DONE", "stream", "", "the final chunk was already sealed", "seal");
-    const pt = encodeStreamChunk(chunk);
+  private close(): void {
+    this.closed = true;
+    wipe(this.key, this.baseNonce);
+  }
+
+  /**
+   * Seals chunk i as a length-prefixed record; `final` sets f = 0x01 and closes the stream.
+   * Refuses (§8.4) a `stop` other than 0 in a non-final chunk or 1..2 in the final one
+   * (BAD_VALUE), and (§13, §5.5) a chunk that takes the sum of the stream's chunk plaintexts
+   * over RESPONSE_MAX (TOO_LARGE) or the egress limit (EGRESS_LIMIT), which ends the stream as
+   * the loader does. `validate: false` skips these checks, for tests of the client's.
+   */
+  record(chunk: StreamChunk, final: boolean, opts: { validate?: boolean } = {}): Uint8Array {
+    const field = `record[${this.index}]`;
+    if (this.closed) throw new VeilFormatError("STREAM_DONE", "stream", "", "the stream has ended", "seal");
+    const check = opts.validate !== false;
+    if (check && (final ? chunk.stop === 0 : chunk.stop !== 0))
+      throw new VeilFormatError("BAD_VALUE", "stream", `${field}.stop`, final ? "the final chunk must have stop 1 or 2" : "a non-final chunk must have stop 0", "seal");
+    const pt = encodeStreamChunk(chunk, { validate: check });
+    this.total += pt.length;
+    const over =
+      this.total > LIMITS.RESPONSE_MAX
+        ? (["TOO_LARGE", `stream plaintext exceeds RESPONSE_MAX ${LIMITS.RESPONSE_MAX}`] as const)
+        : this.egress !== undefined && this.total > this.egress
+          ? (["EGRESS_LIMIT", `stream plaintext exceeds the program's egress limit of ${this.egress} bytes`] as const)
+          : undefined;
+    if (check && over) {
+      wipe(pt);
+      this.close();
+      throw new VeilFormatError(over[0], "stream", field, over[1], "seal");
+    }
     const sealed = chacha20poly1305(this.key, chunkNonce(this.baseNonce, this.index, final)).encrypt(pt);
     wipe(pt);
     this.index++;
-    if (final) {
-      this.closed = true;
-      wipe(this.key, this.baseNonce);
-    }
-    return new Writer("stream").vec(sealed, STREAM_RECORD_MIN, STREAM_RECORD_MAX, "record").finish();
+    if (final) this.close();
+    return new Writer("stream").vec(sealed, check ? STREAM_RECORD_MIN : 0, STREAM_RECORD_MAX, "record", 4).finish();
   }
 }

@@ -46,12 +46,13 @@ export function encodeWeightsHeader(h: WeightsHeader, opts: { validate?: boolean
   return opts.validate === false ? out : validated(out, decodeWeightsHeader);
 }
 
-/** §9: key_id, chunk_size, chunk_count and plaintext_size must equal the descriptor's (WEIGHTS_MISMATCH). */
+/** §9: key_id, stream_id, chunk_size, chunk_count and plaintext_size must equal the descriptor's (WEIGHTS_MISMATCH). */
 export function checkHeaderMatches(h: WeightsHeader, d: WeightsDescriptor): void {
   const fail = (field: string, detail: string): never => {
     throw new VeilFormatError("WEIGHTS_MISMATCH", S, field, detail, "check");
   };
   if (!equalBytes(h.keyId, d.keyId)) fail("key_id", "differs from the manifest's weights.key_id");
+  if (!equalBytes(h.streamId, d.streamId)) fail("stream_id", "differs from the manifest's weights.stream_id (weights sealed for another program, or sealed again)");
   if (h.chunkSize !== d.chunkSize) fail("chunk_size", `${h.chunkSize} differs from the manifest's ${d.chunkSize}`);
   if (h.chunkCount !== d.chunkCount) fail("chunk_count", `${h.chunkCount} differs from the manifest's ${d.chunkCount}`);
   if (h.plaintextSize !== d.plaintextSize) fail("plaintext_size", `${h.plaintextSize} differs from the manifest's ${d.plaintextSize}`);

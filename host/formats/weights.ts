@@ -211,6 +211,7 @@ export async function sealWeights(opts: SealWeightsOptions): Promise<SealedWeigh
   if (index !== header.chunkCount) throw new Error(`weights sealer: wrote ${index} chunks, expected ${header.chunkCount}`);
   const descriptor: WeightsDescriptor = {
     keyId: header.keyId,
+    streamId: Uint8Array.from(header.streamId),
     plaintextSize: total,
     chunkSize,
     chunkCount: header.chunkCount,
@@ -291,7 +292,7 @@ export class WeightsOpener {
       const expected = this.opts.descriptor?.commitment;
       if (expected && !equalBytes(digest, expected)) {
         wipe(pt);
-        this.fail("WEIGHTS_COMMITMENT", "", "the sealed stream differs from the manifest's commitment");
+        this.fail("WEIGHTS_COMMITMENT", `chunk[${i}]`, "the sealed stream differs from the manifest's commitment");
       }
       this.digest = digest;
       wipe(this.key);

@@ -13,19 +13,21 @@ import {
 } from "../../host/formats/weights-header.ts";
 import { WRAPPED_KEY_SIZE, decodeWrappedKey, encodeWrappedKey } from "../../host/formats/wrapped-key.ts";
 import { decodeEncapsulatedRequest, encodeEncapsulatedRequest } from "../../host/formats/request.ts";
+import type { WeightsDescriptor } from "../../host/formats/manifest.ts";
 import { Writer } from "../../host/formats/wire.ts";
 
 const runs = process.env.SLOW ? 500 : 60;
 
-function codeOf(f: () => unknown): string {
+function errOf(f: () => unknown): VeilFormatError | undefined {
   try {
     f();
   } catch (e) {
-    if (e instanceof VeilFormatError) return e.code;
+    if (e instanceof VeilFormatError) return e;
     throw e;
   }
-  return "OK";
+  return undefined;
 }
+const codeOf = (f: () => unknown): string => errOf(f)?.code ?? "OK";
 
 const b = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
 const arbHeader: fc.Arbitrary<WeightsHeader> = fc
@@ -81,12 +83,23 @@ describe("WeightsHeader (§9)", () => {
     for (const [bytes, code] of cases) expect(codeOf(() => decodeWeightsHeader(bytes))).toBe(code);
   });
 
-  it("compares with the descriptor (WEIGHTS_MISMATCH) and knows chunk lengths", () => {
-    const h: WeightsHeader = { keyId: new Uint8Array(16).fill(1), streamId: new Uint8Array(16), chunkSize: 1 << 16, chunkCount: 3, plaintextSize: (2 << 16) + 5 };
-    const d = { keyId: h.keyId, plaintextSize: h.plaintextSize, chunkSize: h.chunkSize, chunkCount: 3, commitment: new Uint8Array(64), files: [] };
+  it("compares key_id, stream_id, chunk_size, chunk_count and plaintext_size with the descriptor (WEIGHTS_MISMATCH) and knows chunk lengths", () => {
+    const h: WeightsHeader = { keyId: new Uint8Array(16).fill(1), streamId: new Uint8Array(16).fill(2), chunkSize: 1 << 16, chunkCount: 3, plaintextSize: (2 << 16) + 5 };
+    const d: WeightsDescriptor = { keyId: h.keyId.slice(), streamId: h.streamId.slice(), plaintextSize: h.plaintextSize, chunkSize: h.chunkSize, chunkCount: 3, commitment: new Uint8Array(64), files: [] };
     expect(() => checkHeaderMatches(h, d)).not.toThrow();
-    for (const over of [{ keyId: new Uint8Array(16) }, { chunkSize: 1 << 17 }, { chunkCount: 4 }, { plaintextSize: 1 }]) {
-      expect(codeOf(() => checkHeaderMatches(h, { ...d, ...over }))).toBe("WEIGHTS_MISMATCH");
+    const other = new Uint8Array(16).fill(2);
+    other[15] = 3;
+    const cases: [Partial<WeightsDescriptor>, string, number][] = [
+      [{ keyId: new Uint8Array(16) }, "weights_header.key_id", 0x0502],
+      [{ streamId: other }, "weights_header.stream_id", 0x0503],
+      [{ streamId: new Uint8Array(16) }, "weights_header.stream_id", 0x0503],
+      [{ chunkSize: 1 << 17 }, "weights_header.chunk_size", 0x0504],
+      [{ chunkCount: 4 }, "weights_header.chunk_count", 0x0505],
+      [{ plaintextSize: 1 }, "weights_header.plaintext_size", 0x0506],
+    ];
+    for (const [over, field, fieldId] of cases) {
+      const e = errOf(() => checkHeaderMatches(h, { ...d, ...over }));
+      expect([over, e]).toMatchObject([over, { code: "WEIGHTS_MISMATCH", number: 34, field, fieldId, loaderCode: ((fieldId << 16) | 34) >>> 0 }]);
     }
     expect([0, 1, 2].map((i) => chunkWireLength(h, i))).toEqual([(1 << 16) + 16, (1 << 16) + 16, 21]);
     expect(sealedStreamLength(h)).toBe(60 + h.plaintextSize + 48);
@@ -135,8 +148,18 @@ describe("EncapsulatedRequest framing (§8.1)", () => {
   it("rejects a header cut short, a ct shorter than a tag, and oversize requests", () => {
     const bytes = encodeEncapsulatedRequest({ keyId: 1, kemId: 0x20, kdfId: 1, aeadId: 3, enc: new Uint8Array(32), ct: new Uint8Array(16) });
     for (let i = 0; i < 39; i++) expect(codeOf(() => decodeEncapsulatedRequest(bytes.subarray(0, i)))).toBe("TRUNCATED");
-    for (let i = 39; i < 55; i++) expect(codeOf(() => decodeEncapsulatedRequest(bytes.subarray(0, i)))).toBe("BAD_LENGTH");
-    expect(codeOf(() => decodeEncapsulatedRequest(new Uint8Array((16 << 20) + 1)))).toBe("TOO_LARGE");
+    for (let i = 39; i < 55; i++) expect(errOf(() => decodeEncapsulatedRequest(bytes.subarray(0, i)))).toMatchObject({ code: "BAD_LENGTH", fieldId: 0x0706 });
+    expect(errOf(() => decodeEncapsulatedRequest(new Uint8Array((16 << 20) + 1)))).toMatchObject({ code: "TOO_LARGE", fieldId: 0x0706 });
     expect(codeOf(() => decodeEncapsulatedRequest(new Uint8Array(16 << 20)))).toBe("OK");
+  });
+
+  it("REQUEST_MAX bounds the whole message, header included (§8.1)", () => {
+    const enc = new Uint8Array(32);
+    const at = (ctLen: number) => ({ keyId: 1, kemId: 0x20, kdfId: 1, aeadId: 3, enc, ct: new Uint8Array(ctLen) });
+    expect(encodeEncapsulatedRequest(at((16 << 20) - 39)).length).toBe(16 << 20);
+    expect(errOf(() => encodeEncapsulatedRequest(at((16 << 20) - 38)))).toMatchObject({ code: "TOO_LARGE", fieldId: 0x0706 });
+    const ok = encodeEncapsulatedRequest(at((16 << 20) - 39));
+    expect(decodeEncapsulatedRequest(ok).ct.length).toBe((16 << 20) - 39);
+    expect(codeOf(() => decodeEncapsulatedRequest(concat(ok, Uint8Array.of(0))))).toBe("TOO_LARGE");
   });
 });

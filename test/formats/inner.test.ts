@@ -218,33 +218,35 @@ describe("inner request strictness (§7)", () => {
     expect(dec({ kind: 1, inputs: [{ ...a, dims: [5, 2], data: new Uint8Array(40) }, flag] })).toBe("SCHEMA_VIOLATION");
     expect(dec({ kind: 1, inputs: [{ ...a, dims: [1, 2], data: new Uint8Array(8) }, flag] })).toBe("OK");
     expect(dec(genReq)).toBe("SCHEMA_VIOLATION");
+    // Any field of a TensorRequest's inputs carries the id of the inputs row (§12.1).
     const e = err(() => decodeInnerRequest(encodeInnerRequest({ kind: 1, inputs: [a, { ...flag, name: "zzz" }] }), program))!;
-    expect(e.fieldId).toBe(0x0806);
+    expect(e).toMatchObject({ code: "SCHEMA_VIOLATION", field: "inner_request.inputs[1].name", fieldId: 0x0803, loaderCode: 0x08030034 });
+    expect(err(() => decodeInnerRequest(encodeInnerRequest(genReq), program))).toMatchObject({ code: "SCHEMA_VIOLATION", fieldId: 0x0802 });
 
     const gen = { mode: 2, generate: { maxNewTokens: 8, tokens: new Array(40).fill(ascii("x")) } } as unknown as Manifest;
     expect(codeOf(() => decodeInnerRequest(encodeInnerRequest(genReq), gen))).toBe("OK");
-    expect(codeOf(() => decodeInnerRequest(encodeInnerRequest({ ...genReq, maxNewTokens: 9 } as InnerRequest), gen))).toBe("BAD_VALUE");
-    expect(codeOf(() => decodeInnerRequest(encodeInnerRequest({ ...genReq, topK: 41 } as InnerRequest), gen))).toBe("BAD_VALUE");
+    expect(err(() => decodeInnerRequest(encodeInnerRequest({ ...genReq, maxNewTokens: 9 } as InnerRequest), gen))).toMatchObject({ code: "BAD_VALUE", fieldId: 0x0804 });
+    expect(err(() => decodeInnerRequest(encodeInnerRequest({ ...genReq, topK: 41 } as InnerRequest), gen))).toMatchObject({ code: "BAD_VALUE", fieldId: 0x0806 });
     expect(codeOf(() => decodeInnerRequest(encodeInnerRequest(tensorReq), gen))).toBe("SCHEMA_VIOLATION");
   });
 
-  it("bare tensor lists (accelerator output) round-trip and use the 0x09 field ids", () => {
+  it("bare tensor lists (accelerator output) round-trip and every error carries 0x0900", () => {
     fc.assert(fc.property(arbTensors, (l) => void expect(decodeTensorList(encodeTensorList(l))).toEqual(l)), { numRuns: runs });
     const b = encodeTensorList([tensorFromArray("y", 6, [2], new Int32Array([1, 2]))]);
-    for (let i = 0; i < b.length; i++) expect(codeOf(() => decodeTensorList(b.subarray(0, i)))).toBe("TRUNCATED");
-    expect(err(() => decodeTensorList(b.subarray(0, b.length - 1)))!.fieldId).toBe(0x0907);
+    for (let i = 0; i < b.length; i++) expect(err(() => decodeTensorList(b.subarray(0, i)))).toMatchObject({ code: "TRUNCATED", fieldId: 0x0900 });
+    expect(err(() => decodeTensorList(b.subarray(0, b.length - 1)))).toMatchObject({ field: "accelerator_output.tensors[0].data", fieldId: 0x0900 });
     const dtype = b.slice();
     dtype[3] = 99;
-    expect(err(() => decodeTensorList(dtype))).toMatchObject({ code: "BAD_VALUE", field: "accelerator_output.tensors[0].dtype", fieldId: 0x0904 });
-    expect(err(() => decodeTensorList(Uint8Array.of(0)))).toMatchObject({ code: "BAD_LENGTH", fieldId: 0x0901 });
-    expect(codeOf(() => decodeTensorList(concat(b, Uint8Array.of(0))))).toBe("TRAILING_BYTES");
+    expect(err(() => decodeTensorList(dtype))).toMatchObject({ code: "BAD_VALUE", field: "accelerator_output.tensors[0].dtype", fieldId: 0x0900 });
+    expect(err(() => decodeTensorList(Uint8Array.of(0)))).toMatchObject({ code: "BAD_LENGTH", fieldId: 0x0900, loaderCode: 0x09000003 });
+    expect(err(() => decodeTensorList(concat(b, Uint8Array.of(0))))).toMatchObject({ code: "TRAILING_BYTES", fieldId: 0x0900 });
   });
 
   it("validates accelerator outputs with ACCELERATOR_FAILED", () => {
     const specs = [{ name: "y", dtype: 1, dims: [{ min: 1, max: 2 }] }];
     expect(() => checkSchema([tensorFromArray("y", 1, [2], new Float32Array(2))], specs, { structure: "accelerator_output", prefix: "", code: "ACCELERATOR_FAILED" })).not.toThrow();
     const e = err(() => checkSchema([tensorFromArray("y", 1, [3], new Float32Array(3))], specs, { structure: "accelerator_output", prefix: "", code: "ACCELERATOR_FAILED" }))!;
-    expect(e).toMatchObject({ code: "ACCELERATOR_FAILED", number: 64, field: "accelerator_output.tensors[0].dims", fieldId: 0x0906 });
+    expect(e).toMatchObject({ code: "ACCELERATOR_FAILED", number: 64, field: "accelerator_output.tensors[0].dims", fieldId: 0x0900, loaderCode: 0x09000040 });
   });
 
   it("encoders refuse what decoders reject", () => {
@@ -257,6 +259,20 @@ describe("inner request strictness (§7)", () => {
 });
 
 describe("inner response and stream chunk strictness", () => {
+  it("bounds the whole InnerResponse plaintext by RESPONSE_MAX (§13), not only its text", () => {
+    // magic 8, kind 1, text length 4, tokens 4, stop 1: 18 bytes around the text.
+    const fits = encodeInnerResponse({ kind: 2, text: new Uint8Array(LIMITS.RESPONSE_MAX - 18), tokens: 1, stop: 2 });
+    expect(fits.length).toBe(LIMITS.RESPONSE_MAX);
+    expect(decodeInnerResponse(fits)).toMatchObject({ kind: 2, tokens: 1, stop: 2 });
+    // text<0..RESPONSE_MAX> alone would allow this one; the plaintext limit does not.
+    expect(codeOf(() => encodeInnerResponse({ kind: 2, text: new Uint8Array(LIMITS.RESPONSE_MAX - 17), tokens: 1, stop: 2 }))).toBe("TOO_LARGE");
+    const over = new Writer("t").magic("RP").u8(2).u32(LIMITS.RESPONSE_MAX - 17).bytes(new Uint8Array(LIMITS.RESPONSE_MAX - 17)).u32(1).u8(2).finish();
+    expect(codeOf(() => decodeInnerResponse(over))).toBe("TOO_LARGE");
+    // Two tensors each within TENSOR_MAX, together over RESPONSE_MAX.
+    const half = { name: "h", dtype: 2, dims: [8 << 20], data: new Uint8Array(8 << 20) };
+    expect(codeOf(() => encodeInnerResponse({ kind: 1, outputs: [half, { ...half, name: "i" }] }))).toBe("TOO_LARGE");
+  });
+
   it("rejects truncations and trailing bytes", () => {
     const all: [Uint8Array, (b: Uint8Array) => unknown][] = [
       [encodeInnerResponse({ kind: 2, text: ascii("hi"), tokens: 2, stop: 1 }), decodeInnerResponse],
@@ -281,6 +297,10 @@ describe("inner response and stream chunk strictness", () => {
     expect(codeOf(() => decodeStreamChunk(chunk(2)))).toBe("OK");
     expect(codeOf(() => decodeStreamChunk(chunk(3)))).toBe("BAD_VALUE");
     expect(codeOf(() => decodeStreamChunk(chunk(0, 2 ** 24)))).toBe("BAD_LENGTH");
+    // §8.4 text<0..2^24-33>, u32 length: 2^24-33 is accepted (then the text is missing), 2^24-32 is not.
+    expect(codeOf(() => decodeStreamChunk(chunk(0, 2 ** 24 - 33)))).toBe("TRUNCATED");
+    expect(codeOf(() => decodeStreamChunk(chunk(0, 2 ** 24 - 32)))).toBe("BAD_LENGTH");
+    expect(Array.from(encodeStreamChunk({ tokens: 1, text: ascii("ab"), stop: 0 }).subarray(12, 16))).toEqual([0, 0, 0, 2]);
     const wrong = chunk(0);
     wrong[5] = 0x50;
     expect(codeOf(() => decodeStreamChunk(wrong))).toBe("WRONG_KIND");

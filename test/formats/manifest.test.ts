@@ -17,7 +17,7 @@ import {
   type TensorSpec,
   type WeightsDescriptor,
 } from "../../host/formats/manifest.ts";
-import { buildManifest } from "../../host/formats/manifest-builder.ts";
+import { buildManifest, generateTensorSpecs } from "../../host/formats/manifest-builder.ts";
 import { Writer } from "../../host/formats/wire.ts";
 
 const runs = process.env.SLOW ? 500 : 60;
@@ -62,20 +62,21 @@ const arbExtensions: fc.Arbitrary<Extension[]> = fc
 const arbWeights: fc.Arbitrary<WeightsDescriptor> = fc
   .tuple(
     fc.uint8Array({ minLength: 16, maxLength: 16 }),
+    fc.uint8Array({ minLength: 16, maxLength: 16 }),
     fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 2 ** 46 })),
     fc.integer({ min: 16, max: 24 }),
     fc.uint8Array({ minLength: 64, maxLength: 64 }),
     fc.uniqueArray(arbName, { minLength: 1, maxLength: 64 }),
     fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 64, maxLength: 64 }),
   )
-  .map(([keyId, plaintextSize, log, commitment, locations, cuts]) => {
+  .map(([keyId, streamId, plaintextSize, log, commitment, locations, cuts]) => {
     const chunkSize = 2 ** log;
     const n = plaintextSize === 0 ? 1 : Math.min(locations.length, plaintextSize);
     // n − 1 distinct cut points in 1..size−1 give n sizes ≥ 1 summing to plaintextSize.
     const points = [...new Set(cuts.slice(0, n - 1).map((c) => 1 + Math.min(plaintextSize - 2, Math.floor(c * (plaintextSize - 1)))))].sort((a, b) => a - b);
     const bounds = [0, ...points, plaintextSize];
     const files = bounds.slice(1).map((b, i) => ({ location: locations[i], size: b - bounds[i] }));
-    return { keyId, plaintextSize, chunkSize, chunkCount: Math.max(1, Math.ceil(plaintextSize / chunkSize)), commitment, files };
+    return { keyId, streamId, plaintextSize, chunkSize, chunkCount: Math.max(1, Math.ceil(plaintextSize / chunkSize)), commitment, files };
   });
 const arbGenerate: fc.Arbitrary<GenerateSpec> = fc
   .tuple(
@@ -87,9 +88,10 @@ const arbGenerate: fc.Arbitrary<GenerateSpec> = fc
   )
   .map(([tokens, end, maxNewTokens, contextLength, tokensPerChunk]) => ({ tokens, endToken: end % tokens.length, maxNewTokens, contextLength, tokensPerChunk }));
 
-const generateShapes = (g: GenerateSpec): { inputs: TensorSpec[]; outputs: TensorSpec[] } => ({
+/** §5.3 shapes written out by hand (independently of generateTensorSpecs): all positions, or the last. */
+const generateShapes = (g: GenerateSpec, last = false): { inputs: TensorSpec[]; outputs: TensorSpec[] } => ({
   inputs: [{ name: "ids", dtype: 7, dims: [{ min: 1, max: 1 }, { min: 1, max: g.contextLength }] }],
-  outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: g.contextLength }, { min: g.tokens.length, max: g.tokens.length }] }],
+  outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: last ? 1 : g.contextLength }, { min: g.tokens.length, max: g.tokens.length }] }],
 });
 
 const arbManifest: fc.Arbitrary<Manifest> = fc
@@ -100,13 +102,13 @@ const arbManifest: fc.Arbitrary<Manifest> = fc
     graphSize: fc.integer({ min: 1, max: LIMITS.GRAPH_MAX }),
     inputs: arbSpecs,
     outputs: arbSpecs,
-    generate: fc.option(arbGenerate, { freq: 3 }),
+    generate: fc.option(fc.tuple(arbGenerate, fc.boolean()), { freq: 3 }),
     weights: arbWeights,
     extensions: arbExtensions,
   })
   .map(({ generate, extensions, ...rest }) => {
     const m: Manifest = { ...rest, mode: 1, policy: { version: 1, extensions } };
-    if (generate) Object.assign(m, { mode: 2, generate }, generateShapes(generate));
+    if (generate) Object.assign(m, { mode: 2, generate: generate[0] }, generateShapes(...generate));
     return m;
   });
 
@@ -114,6 +116,7 @@ const arbManifest: fc.Arbitrary<Manifest> = fc
 
 const weights = (over: Partial<WeightsDescriptor> = {}): WeightsDescriptor => ({
   keyId: new Uint8Array(16).fill(0x11),
+  streamId: new Uint8Array(16).fill(0x22),
   plaintextSize: 300000,
   chunkSize: 1 << 16,
   chunkCount: 5,
@@ -291,6 +294,21 @@ describe("Manifest strict decoding", () => {
       [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: 32 }, { min: 3, max: 3 }] }] }, "BAD_VALUE"],
       [{}, { outputs: [{ name: "logits", dtype: 10, dims: [{ min: 1, max: 1 }, { min: 1, max: 32 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
       [{}, { outputs: [...generateShapes(gen).outputs, { name: "extra", dtype: 1, dims: [] }] }, "BAD_VALUE"],
+      // §5.3: logits for the last position only.
+      [{}, generateShapes(gen, true), "OK"],
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: 1 }, { min: 3, max: 3 }] }] }, "BAD_VALUE"],
+      [{}, { outputs: [{ name: "logits", dtype: 10, dims: [{ min: 1, max: 1 }, { min: 1, max: 1 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      // Neither form: a positions dim other than 1..context_length or 1..1.
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: 2 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: 31 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 2, max: 2 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 32, max: 32 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      [{}, { outputs: [{ name: "logits", dtype: 1, dims: [{ min: 1, max: 2 }, { min: 1, max: 1 }, { min: 4, max: 4 }] }] }, "BAD_VALUE"],
+      // The last-position form does not loosen the input.
+      [{}, { ...generateShapes(gen, true), inputs: [{ name: "ids", dtype: 7, dims: [{ min: 1, max: 1 }, { min: 1, max: 1 }] }] }, "BAD_VALUE"],
+      // With context_length 1 the two forms coincide.
+      [{ contextLength: 1 }, {}, "OK"],
     ];
     for (const [g, over, code] of cases) expect([g, over, codeOf(() => decodeManifest(raw(generateManifest(g, over))))]).toEqual([g, over, code]);
     // The context × vocab logits tensor is bound by TENSOR_MAX too.
@@ -298,6 +316,11 @@ describe("Manifest strict decoding", () => {
     expect(codeOf(() => decodeManifest(raw(generateManifest({ tokens, endToken: 0, contextLength: 65536 }))))).toBe("OK");
     const tokens65 = [...tokens, ascii("t64")];
     expect(codeOf(() => decodeManifest(raw(generateManifest({ tokens: tokens65, endToken: 0, contextLength: 65536 }))))).toBe("TOO_LARGE");
+    // Last-position logits keep a full VOCAB_MAX vocabulary with the longest context within TENSOR_MAX.
+    const big: Partial<GenerateSpec> = { tokens: Array.from({ length: LIMITS.VOCAB_MAX }, (_, i) => ascii(i.toString(36))), endToken: 0, contextLength: 65536 };
+    const bigSpec = { ...gen, ...big };
+    expect(codeOf(() => decodeManifest(raw(generateManifest(big, generateShapes(bigSpec, true)))))).toBe("OK");
+    expect(err(() => decodeManifest(raw(generateManifest(big, generateShapes(bigSpec, false)))))).toMatchObject({ code: "TOO_LARGE", fieldId: 0x0307 });
     const b = encodeManifest(generateManifest());
     const at = offsetOf(b, "TOKA") - 1;
     for (const [len, code] of [[0, "BAD_LENGTH"], [65, "BAD_LENGTH"]] as const) {
@@ -340,7 +363,100 @@ describe("Manifest strict decoding", () => {
     expect(codeOf(() => decodeManifest(patch(b, "LOCA.bin", ".OCA.bin")))).toBe("BAD_VALUE");
     const e = err(() => decodeManifest(raw(tensorManifest({ weights: weights({ chunkSize: 12345 }) }))))!;
     expect(e.message).toBe("failed to decode manifest: field weights.chunk_size: 12345 is not a power of two in 65536..16777216");
-    expect(e).toMatchObject({ code: "BAD_VALUE", number: 4, field: "manifest.weights.chunk_size", fieldId: 0x031c });
+    expect(e).toMatchObject({ code: "BAD_VALUE", number: 4, field: "manifest.weights.chunk_size", fieldId: 0x0312 });
+  });
+
+  it("carries stream_id right after key_id (§5.4)", () => {
+    const m = tensorManifest();
+    const b = encodeManifest(m);
+    const at = Buffer.from(b).indexOf(Buffer.alloc(16, 0x11));
+    expect(at).toBeGreaterThan(0);
+    expect(Array.from(b.subarray(at + 16, at + 32))).toEqual(Array(16).fill(0x22));
+    // Then plaintext_size (u64) and chunk_size (u32).
+    expect(new DataView(b.buffer, b.byteOffset).getBigUint64(at + 32)).toBe(300000n);
+    expect(new DataView(b.buffer, b.byteOffset).getUint32(at + 40)).toBe(1 << 16);
+    const s = b.slice();
+    s[at + 20] ^= 0xff;
+    expect(decodeManifest(s).weights.streamId).toEqual(Uint8Array.from({ length: 16 }, (_, i) => (i === 4 ? 0xdd : 0x22)));
+    for (let i = at + 16; i < at + 32; i++) expect(err(() => decodeManifest(b.subarray(0, i)))).toMatchObject({ code: "TRUNCATED", fieldId: 0x0310 });
+    expect(err(() => encodeManifest(tensorManifest({ weights: weights({ streamId: new Uint8Array(15) }) })))).toMatchObject({ code: "BAD_LENGTH", field: "manifest.weights.stream_id", fieldId: 0x0310 });
+  });
+
+  it("applies the §1.3 default classes: counts and lengths BAD_LENGTH, §13 sizes TOO_LARGE, policy_version UNSUPPORTED_VERSION", () => {
+    const spec = (dims: Dim[]): TensorSpec => ({ name: "s", dtype: 1, dims });
+    const cases: [Uint8Array, string, number][] = [
+      [raw(tensorManifest({ inputs: [spec(Array.from({ length: 9 }, () => ({ min: 1, max: 1 })))] })), "BAD_LENGTH", 0x0306],
+      [raw(tensorManifest({ outputs: [spec(Array.from({ length: 9 }, () => ({ min: 1, max: 1 })))] })), "BAD_LENGTH", 0x0307],
+      [raw(generateManifest({ tokens: [ascii("x")], endToken: 0 })), "BAD_LENGTH", 0x0309],
+      [raw(tensorManifest({ graphSize: LIMITS.GRAPH_MAX + 1 })), "TOO_LARGE", 0x0305],
+      [raw(tensorManifest({ weights: weights({ plaintextSize: 2 ** 46 + 1, chunkSize: 1 << 24, chunkCount: 2 ** 22 + 1 }) })), "TOO_LARGE", 0x0311],
+      [raw(tensorManifest({ policy: { version: 2, extensions: [] } })), "UNSUPPORTED_VERSION", 0x0316],
+      [raw(tensorManifest({ policy: { version: 1, extensions: [{ type: 0x8001, data: new Uint8Array(3) }] } })), "BAD_LENGTH", 0x0317],
+      [raw(tensorManifest({ policy: { version: 1, extensions: [{ type: 0x8001, data: new Uint8Array(8) }] } })), "BAD_LENGTH", 0x0317],
+      [new Uint8Array(LIMITS.MANIFEST_MAX + 1), "TOO_LARGE", 0x0301],
+    ];
+    for (const [bytes, code, fieldId] of cases) expect(err(() => decodeManifest(bytes))).toMatchObject({ code, fieldId });
+  });
+
+  it("reports the §12.1 id of the failing field", () => {
+    const spec = (over: Partial<TensorSpec> = {}): TensorSpec => ({ name: "s", dtype: 1, dims: [{ min: 1, max: 2 }], ...over });
+    const t = encodeManifest(tensorManifest());
+    const g = encodeManifest(generateManifest());
+    /** Cuts the encoding inside the field that starts with `marker`. */
+    const cutIn = (b: Uint8Array, marker: Uint8Array) => b.subarray(0, Buffer.from(b).indexOf(Buffer.from(marker)) + 1);
+    const versionByte = t.slice();
+    versionByte[7] = 9;
+    /** Sets the byte `back` bytes before `marker` (a count in front of a name). */
+    const setBefore = (b: Uint8Array, marker: string, back: number, v: number) => {
+      const out = b.slice();
+      out[offsetOf(b, marker) - back] = v;
+      return out;
+    };
+    const cases: [string, Uint8Array, string, number][] = [
+      ["magic", patch(t, "veilMF", "veilMX"), "WRONG_KIND", 0x0301],
+      ["magic version", versionByte, "UNSUPPORTED_VERSION", 0x0301],
+      ["name", patch(t, "classifier", "Classifier"), "BAD_VALUE", 0x0302],
+      ["version", raw(tensorManifest({ version: 0n })), "BAD_VALUE", 0x0303],
+      ["graph_sha256", cutIn(t, new Uint8Array(32).fill(0xab)), "TRUNCATED", 0x0304],
+      ["graph_size", raw(tensorManifest({ graphSize: 0 })), "BAD_VALUE", 0x0305],
+      ["input_count", setBefore(t, "INPA", 2, 0), "BAD_LENGTH", 0x0306],
+      ["input name", patch(t, "INPA", ".NPA"), "BAD_VALUE", 0x0306],
+      ["input dtype", raw(tensorManifest({ inputs: [spec({ dtype: 4 })] })), "BAD_VALUE", 0x0306],
+      ["input dim", raw(tensorManifest({ inputs: [spec({ dims: [{ min: 0, max: 1 }] })] })), "BAD_VALUE", 0x0306],
+      ["input TENSOR_MAX", raw(tensorManifest({ inputs: [spec({ dims: [{ min: 1, max: 2 ** 23 }] })] })), "TOO_LARGE", 0x0306],
+      ["input names", raw(tensorManifest({ inputs: [spec(), spec()] })), "NOT_CANONICAL", 0x0306],
+      ["output_count", setBefore(t, "OUTA", 2, 17), "BAD_LENGTH", 0x0307],
+      ["output dim", raw(tensorManifest({ outputs: [spec({ dims: [{ min: 3, max: 2 }] })] })), "BAD_VALUE", 0x0307],
+      ["output names", raw(tensorManifest({ outputs: [spec(), spec()] })), "NOT_CANONICAL", 0x0307],
+      ["mode", raw(tensorManifest({ mode: 3 as 1 })), "BAD_VALUE", 0x0308],
+      ["vocab_size", raw(generateManifest({ tokens: [ascii("x")], endToken: 0 })), "BAD_LENGTH", 0x0309],
+      ["token", cutIn(g, ascii("TOKZ")), "TRUNCATED", 0x030a],
+      ["end_token", raw(generateManifest({ endToken: 4 })), "BAD_VALUE", 0x030b],
+      ["max_new_tokens", raw(generateManifest({ maxNewTokens: 0 })), "BAD_VALUE", 0x030c],
+      ["context_length", raw(generateManifest({ contextLength: 65537 })), "BAD_VALUE", 0x030d],
+      ["tokens_per_chunk", raw(generateManifest({ tokensPerChunk: 0 })), "BAD_VALUE", 0x030e],
+      ["generate input shape", raw(generateManifest({}, { inputs: [spec()] })), "BAD_VALUE", 0x0306],
+      ["generate input count", raw(generateManifest({}, { inputs: [...generateShapes(gen).inputs, spec()] })), "BAD_VALUE", 0x0306],
+      ["generate output shape", raw(generateManifest({}, { outputs: [spec()] })), "BAD_VALUE", 0x0307],
+      ["key_id", cutIn(t, new Uint8Array(16).fill(0x11)), "TRUNCATED", 0x030f],
+      ["stream_id", cutIn(t, new Uint8Array(16).fill(0x22)), "TRUNCATED", 0x0310],
+      ["plaintext_size", raw(tensorManifest({ weights: weights({ plaintextSize: 2 ** 47, chunkSize: 1 << 24, chunkCount: 2 ** 23 }) })), "TOO_LARGE", 0x0311],
+      ["chunk_size", raw(tensorManifest({ weights: weights({ chunkSize: 3 << 16 }) })), "BAD_VALUE", 0x0312],
+      ["chunk_count", raw(tensorManifest({ weights: weights({ chunkCount: 4 }) })), "NOT_CANONICAL", 0x0313],
+      ["commitment", cutIn(t, new Uint8Array(64).fill(0xcc)), "TRUNCATED", 0x0314],
+      ["file_count", setBefore(t, "LOCA.bin", 2, 65), "BAD_LENGTH", 0x0315],
+      ["file location", patch(t, "LOCA.bin", "/OCA.bin"), "BAD_VALUE", 0x0315],
+      ["file size", raw(tensorManifest({ weights: weights({ files: [{ location: "a", size: 1 }] }) })), "BAD_VALUE", 0x0315],
+      ["policy_version", raw(tensorManifest({ policy: { version: 0, extensions: [] } })), "UNSUPPORTED_VERSION", 0x0316],
+      ["extension order", raw(tensorManifest({ policy: { version: 1, extensions: [{ type: 2, data: new Uint8Array(0) }, { type: 1, data: new Uint8Array(0) }] } })), "NOT_CANONICAL", 0x0317],
+      ["extension critical", raw(tensorManifest({ policy: { version: 1, extensions: [{ type: 0x9000, data: new Uint8Array(0) }] } })), "UNKNOWN_CRITICAL", 0x0317],
+      ["egress value", raw(tensorManifest({ policy: { version: 1, extensions: [{ type: 0x8001, data: new Uint8Array(4) }] } })), "BAD_VALUE", 0x0317],
+      ["trailing", concat(t, Uint8Array.of(0)), "TRAILING_BYTES", 0x0300],
+    ];
+    for (const [what, bytes, code, fieldId] of cases) {
+      const e = err(() => decodeManifest(bytes));
+      expect([what, e?.code, e?.fieldId, e?.loaderCode]).toEqual([what, code, fieldId, ((fieldId << 16) | e!.number) >>> 0]);
+    }
   });
 
   it("checks the policy (§5.5): version, ordering, critical bit, egress limit", () => {
@@ -397,6 +513,29 @@ describe("manifest builder", () => {
     expect(built.digest).toEqual(sha256(built.bytes));
     const g = buildManifest({ name: "m2", version: 1n, graph, generate: gen, ...generateShapes(gen), weights: weights() });
     expect(g.manifest.mode).toBe(2);
+  });
+
+  it("builds generate programs with either §5.3 output form", () => {
+    const graph = ascii("graph");
+    const all = generateTensorSpecs(gen);
+    const last = generateTensorSpecs(gen, { positions: "last", inputName: "ids", outputName: "logits" });
+    expect(all.inputs).toEqual([{ name: "input_ids", dtype: 7, dims: [{ min: 1, max: 1 }, { min: 1, max: 32 }] }]);
+    expect(all.outputs).toEqual([{ name: "logits", dtype: 1, dims: [{ min: 1, max: 1 }, { min: 1, max: 32 }, { min: 4, max: 4 }] }]);
+    expect(last).toEqual(generateShapes(gen, true));
+    for (const shapes of [all, last]) {
+      const built = buildManifest({ name: "gen", version: 1, graph, generate: gen, ...shapes, weights: weights() });
+      const back = decodeManifest(built.bytes);
+      expect(back).toEqual(built.manifest);
+      expect(back.outputs[0].dims[1]).toEqual(shapes.outputs[0].dims[1]);
+    }
+    // A shape in neither form is refused by the builder too.
+    const bad = { ...all, outputs: [{ ...all.outputs[0], dims: [{ min: 1, max: 1 }, { min: 1, max: 2 }, { min: 4, max: 4 }] }] };
+    expect(err(() => buildManifest({ name: "gen", version: 1, graph, generate: gen, ...bad, weights: weights() }))).toMatchObject({
+      code: "BAD_VALUE",
+      field: "manifest.outputs[0].dims[1]",
+      fieldId: 0x0307,
+      message: "failed to encode manifest: field outputs[0].dims[1]: generate mode needs 1..32 or 1..1, got 1..2",
+    });
   });
 
   it("refuses parts that do not make a valid manifest", () => {

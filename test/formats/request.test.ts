@@ -11,19 +11,22 @@ import { decodeInnerResponse, type InnerRequest, type InnerResponse, type Stream
 import { buildReportBody, encodeReportBody } from "../../host/formats/report.ts";
 import { ReplayWindow, openRequest, openStreamBytes, sealRequest, type OpenedRequest } from "../../host/formats/request.ts";
 import { tensorFromArray } from "../../host/formats/tensor.ts";
+import { LIMITS } from "../../host/formats/constants.ts";
+import { egressLimitExtension, type Manifest } from "../../host/formats/manifest.ts";
 import { sha256 } from "@noble/hashes/sha2.js";
 
 const runs = process.env.SLOW ? 100 : 15;
 
-function codeOf(f: () => unknown): string {
+function errOf(f: () => unknown): VeilFormatError | undefined {
   try {
     f();
   } catch (e) {
-    if (e instanceof VeilFormatError) return e.code;
+    if (e instanceof VeilFormatError) return e;
     throw e;
   }
-  return "OK";
+  return undefined;
 }
+const codeOf = (f: () => unknown): string => errOf(f)?.code ?? "OK";
 
 const server = generateKeyPair();
 const report = encodeReportBody(buildReportBody(server.publicKey, new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)));
@@ -40,10 +43,10 @@ const chunks: StreamChunk[] = [
   { tokens: 0, text: new Uint8Array(0), stop: 0 },
   { tokens: 3, text: ascii("world!"), stop: 1 },
 ];
-/** A whole stream as [nonce, record…] pieces. */
-function streamPieces(opened: OpenedRequest, cs: StreamChunk[] = chunks): Uint8Array[] {
+/** A whole stream as [nonce, record…] pieces; `validate: false` lets the sealer emit streams §8.4 forbids. */
+function streamPieces(opened: OpenedRequest, cs: StreamChunk[] = chunks, validate = true): Uint8Array[] {
   const s = opened.stream();
-  return [s.head, ...cs.map((c, i) => s.record(c, i === cs.length - 1))];
+  return [s.head, ...cs.map((c, i) => s.record(c, i === cs.length - 1, { validate }))];
 }
 
 describe("requests (§8.1)", () => {
@@ -148,6 +151,41 @@ describe("requests (§8.1)", () => {
   });
 });
 
+describe("egress limit (§5.5) on the reference server", () => {
+  const program = (limit: number) => ({ mode: 2, generate: { maxNewTokens: 64, tokens: [ascii("a"), ascii("b")] }, policy: { version: 1, extensions: [egressLimitExtension(limit)] } }) as unknown as Manifest;
+
+  it("an InnerResponse whose whole plaintext exceeds the limit is EGRESS_LIMIT", () => {
+    // kind 2 with text of n bytes is 18 + n bytes of plaintext.
+    const res = (n: number): InnerResponse => ({ kind: 2, text: new Uint8Array(n), tokens: 1, stop: 1 });
+    const { bytes, response } = sealRequest({ loader: report, programDigest: digest, request: genReq });
+    const opened = open(bytes, { program: program(100) });
+    expect(response.openResponse(opened.respond(res(82)))).toEqual(res(82));
+    expect(errOf(() => opened.respond(res(83)))).toMatchObject({ code: "EGRESS_LIMIT", number: 53 });
+    // Without a program there is no egress limit, only RESPONSE_MAX.
+    const free = open(sealRequest({ loader: report, programDigest: digest, request: genReq }).bytes);
+    expect(codeOf(() => free.respond(res(83)))).toBe("OK");
+    expect(codeOf(() => free.respond(res(LIMITS.RESPONSE_MAX - 17)))).toBe("TOO_LARGE");
+  });
+
+  it("a stream whose chunk plaintexts sum past the limit is EGRESS_LIMIT, counting whole chunks", () => {
+    const { bytes, response } = sealRequest({ loader: report, programDigest: digest, request: genReq });
+    const s = open(bytes, { program: program(17 * 3 + 10) }).stream();
+    const out = [s.head, s.record({ tokens: 1, text: ascii("abcde"), stop: 0 }, false), s.record({ tokens: 1, text: ascii("fghij"), stop: 0 }, false)];
+    // 17 + 5, 17 + 5: 44 of 61 bytes used; a third chunk of 17 + 1 would make 62.
+    expect(errOf(() => s.record({ tokens: 1, text: ascii("k"), stop: 1 }, true))).toMatchObject({ code: "EGRESS_LIMIT", field: "stream.record[2]" });
+    expect(codeOf(() => s.record({ tokens: 0, text: ascii(""), stop: 1 }, true))).toBe("STREAM_DONE");
+    // Exactly at the limit is fine.
+    const t = open(sealRequest({ loader: report, programDigest: digest, request: genReq }).bytes, { program: program(17 * 3 + 10) }).stream();
+    t.record({ tokens: 1, text: ascii("abcde"), stop: 0 }, false);
+    t.record({ tokens: 1, text: ascii("fghij"), stop: 0 }, false);
+    expect(codeOf(() => t.record({ tokens: 0, text: new Uint8Array(0), stop: 1 }, true))).toBe("OK");
+    // The client cannot tell the stream ended early except by its missing final chunk.
+    const c = response.openStream();
+    expect(c.push(concat(...out))).toHaveLength(2);
+    expect(codeOf(() => c.end())).toBe("TRUNCATED");
+  });
+});
+
 describe("single-shot responses (§8.3)", () => {
   it("every single-byte flip and every truncation is rejected", () => {
     const { bytes, response } = sealRequest({ loader: report, programDigest: digest, request: genReq });
@@ -157,6 +195,10 @@ describe("single-shot responses (§8.3)", () => {
       b[i] ^= 0x80;
       expect(codeOf(() => response.openResponse(b))).toBe("RESPONSE_AUTH");
     }
+    const b = res.slice();
+    b[40] ^= 1;
+    // §12: RESPONSE_AUTH is code 66, client only.
+    expect(errOf(() => response.openResponse(b))).toMatchObject({ code: "RESPONSE_AUTH", number: 66, loaderCode: 66 });
     for (let i = 0; i < res.length; i++) expect(codeOf(() => response.openResponse(res.subarray(0, i)))).toMatch(/TRUNCATED|RESPONSE_AUTH/);
     expect(codeOf(() => response.openResponse(concat(res, Uint8Array.of(0))))).toBe("RESPONSE_AUTH");
   });
@@ -237,13 +279,66 @@ describe("streamed responses (§8.4)", () => {
     expect(codeOf(() => response.openStream().push(huge))).toBe("BAD_LENGTH");
   });
 
-  it("enforces stop values: 0 before the final chunk, 1 or 2 in it", () => {
+  it("sealed_chunk<33..2^24> (§8.4): a record shorter than an empty chunk and its tag is BAD_LENGTH", () => {
+    const { response, opened } = setup();
+    const [head, ...recs] = streamPieces(opened, [{ tokens: 0, text: new Uint8Array(0), stop: 1 }]);
+    // The smallest real record: a StreamChunk with empty text (17 bytes) plus the tag.
+    expect(Array.from(recs[0].subarray(0, 4))).toEqual([0, 0, 0, 33]);
+    expect(openStreamBytes(response, concat(head, ...recs))).toEqual([{ tokens: 0, text: new Uint8Array(0), stop: 1 }]);
+    const withLength = (n: number) => concat(head, Uint8Array.of(0, 0, 0, n), new Uint8Array(n));
+    expect(codeOf(() => openStreamBytes(setup().response, withLength(32)))).toBe("BAD_LENGTH");
+    expect(codeOf(() => openStreamBytes(setup().response, withLength(17)))).toBe("BAD_LENGTH");
+    const r = setup();
+    const h = streamPieces(r.opened, [{ tokens: 0, text: new Uint8Array(0), stop: 1 }])[0];
+    expect(codeOf(() => openStreamBytes(r.response, concat(h, Uint8Array.of(0, 0, 0, 33), new Uint8Array(33))))).toBe("RESPONSE_AUTH");
+    const top = concat(h, Uint8Array.of(0x01, 0, 0, 0));
+    expect(codeOf(() => r.response.openStream().push(top))).toBe("OK"); // 2^24 is a valid length: waits for the bytes
+  });
+
+  it("enforces stop values on the client: 0 before the final chunk, 1 or 2 in it (BAD_VALUE)", () => {
     const a = setup();
-    const badFinal = streamPieces(a.opened, [{ tokens: 1, text: ascii("x"), stop: 0 }]);
-    expect(codeOf(() => openStreamBytes(a.response, concat(...badFinal)))).toBe("BAD_VALUE");
+    const badFinal = streamPieces(a.opened, [{ tokens: 1, text: ascii("x"), stop: 0 }], false);
+    expect(errOf(() => openStreamBytes(a.response, concat(...badFinal)))).toMatchObject({ code: "BAD_VALUE", field: "stream.record[0].stop" });
     const b = setup();
-    const badMid = streamPieces(b.opened, [{ tokens: 1, text: ascii("x"), stop: 2 }, { tokens: 0, text: ascii(""), stop: 1 }]);
-    expect(codeOf(() => openStreamBytes(b.response, concat(...badMid)))).toBe("BAD_VALUE");
+    const badMid = streamPieces(b.opened, [{ tokens: 1, text: ascii("x"), stop: 2 }, { tokens: 0, text: ascii(""), stop: 1 }], false);
+    expect(errOf(() => openStreamBytes(b.response, concat(...badMid)))).toMatchObject({ code: "BAD_VALUE", field: "stream.record[0].stop" });
+    const c = setup();
+    const badLater = streamPieces(c.opened, [{ tokens: 1, text: ascii("x"), stop: 0 }, { tokens: 1, text: ascii("y"), stop: 1 }, { tokens: 0, text: ascii(""), stop: 2 }], false);
+    expect(errOf(() => openStreamBytes(c.response, concat(...badLater)))).toMatchObject({ code: "BAD_VALUE", field: "stream.record[1].stop" });
+    for (const stop of [1, 2] as const) {
+      const d = setup();
+      expect(openStreamBytes(d.response, concat(...streamPieces(d.opened, [{ tokens: 1, text: ascii("x"), stop: 0 }, { tokens: 0, text: ascii(""), stop }])))).toHaveLength(2);
+    }
+  });
+
+  it("the reference sealer refuses a stop that does not match the final flag", () => {
+    const { opened } = setup();
+    const s = opened.stream();
+    expect(errOf(() => s.record({ tokens: 1, text: ascii("x"), stop: 1 }, false))).toMatchObject({ code: "BAD_VALUE", field: "stream.record[0].stop" });
+    expect(errOf(() => s.record({ tokens: 1, text: ascii("x"), stop: 0 }, true))).toMatchObject({ code: "BAD_VALUE", field: "stream.record[0].stop" });
+    // Refusals seal nothing: chunk 0 is still next.
+    expect(s.record({ tokens: 1, text: ascii("x"), stop: 0 }, false).length).toBe(4 + 18 + 16);
+  });
+
+  it("RESPONSE_MAX bounds the sum of whole StreamChunk plaintexts, not only their text (§13)", () => {
+    // Two chunks carry 17 bytes each around their text: texts summing to RESPONSE_MAX − 34 fit exactly.
+    const half = (LIMITS.RESPONSE_MAX - 34) / 2;
+    const fits: StreamChunk[] = [
+      { tokens: 1, text: new Uint8Array(half), stop: 0 },
+      { tokens: 1, text: new Uint8Array(half), stop: 2 },
+    ];
+    const a = setup();
+    const got = openStreamBytes(a.response, concat(...streamPieces(a.opened, fits)));
+    expect(got.map((c) => c.text.length)).toEqual([half, half]);
+    // One more text byte: the texts are still far below RESPONSE_MAX, the plaintexts are not.
+    const over: StreamChunk[] = [fits[0], { ...fits[1], text: new Uint8Array(half + 1) }];
+    const b = setup();
+    expect(errOf(() => openStreamBytes(b.response, concat(...streamPieces(b.opened, over, false))))).toMatchObject({ code: "TOO_LARGE", field: "stream.record[1]" });
+    // The reference sealer refuses to produce it, and the stream is over.
+    const s = setup().opened.stream();
+    s.record(over[0], false);
+    expect(errOf(() => s.record(over[1], true))).toMatchObject({ code: "TOO_LARGE", field: "stream.record[1]" });
+    expect(codeOf(() => s.record({ tokens: 0, text: ascii(""), stop: 1 }, true))).toBe("STREAM_DONE");
   });
 
   it("a stream sealer refuses chunks after the final one (STREAM_DONE)", () => {

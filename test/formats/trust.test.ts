@@ -7,6 +7,7 @@ import { VeilFormatError } from "../../host/formats/errors.ts";
 import { decodeTrustConfig, encodeTrustConfig, trustConfigHash, type TrustConfig } from "../../host/formats/trust.ts";
 import { REPORT_BODY_SIZE, buildReportBody, decodeReportBody, encodeReportBody, reportKeyId } from "../../host/formats/report.ts";
 import { isAcceptableEd25519Key } from "../../host/formats/ed25519.ts";
+import { decodeSignatureBundle } from "../../host/formats/bundle.ts";
 import { Writer } from "../../host/formats/wire.ts";
 
 const runs = process.env.SLOW ? 300 : 30;
@@ -151,5 +152,47 @@ describe("ReportBody (§4)", () => {
     expect(() => encodeReportBody({ keyId: (reportKeyId(pk) + 1) & 0xff, hpkePublicKey: pk, trustConfigHash: new Uint8Array(32), nonce: new Uint8Array(32) })).toThrow(
       /^failed to encode report: field key_id:/,
     );
+  });
+});
+
+describe("§12.1 field ids of TrustConfig, ReportBody and SignatureBundle errors", () => {
+  const idOf = (f: () => unknown): [string, number | undefined] | "OK" => {
+    try {
+      f();
+    } catch (e) {
+      if (e instanceof VeilFormatError) return [e.code, e.fieldId];
+      throw e;
+    }
+    return "OK";
+  };
+
+  it("TrustConfig: magic 0x0101, threshold 0x0102, count 0x0103, reviewer_key 0x0104", () => {
+    const keys = sortedKeys(3);
+    const good = rawTc(2, keys);
+    const kind = good.slice();
+    kind[5] = 0x44;
+    expect(idOf(() => decodeTrustConfig(kind))).toEqual(["WRONG_KIND", 0x0101]);
+    expect(idOf(() => decodeTrustConfig(rawTc(4, keys)))).toEqual(["BAD_VALUE", 0x0102]);
+    expect(idOf(() => decodeTrustConfig(rawTc(1, [], 0)))).toEqual(["BAD_LENGTH", 0x0103]);
+    expect(idOf(() => decodeTrustConfig(rawTc(1, [keys[1], keys[0]])))).toEqual(["NOT_CANONICAL", 0x0104]);
+    expect(idOf(() => decodeTrustConfig(good.subarray(0, good.length - 1)))).toEqual(["TRUNCATED", 0x0104]);
+    // Over TRUST_CONFIG_MAX: §12.1 has no row for the TrustConfig's size, so the structure's id.
+    expect(idOf(() => decodeTrustConfig(new Uint8Array(8 + 2 + 32 * 32 + 1)))).toEqual(["TOO_LARGE", 0x0100]);
+  });
+
+  it("ReportBody: the nonce is 0x0205; the other fields have no row (0x0200)", () => {
+    const pk = new Uint8Array(32).fill(3);
+    const good = encodeReportBody(buildReportBody(pk, new Uint8Array(32), new Uint8Array(32).fill(9)));
+    expect(idOf(() => decodeReportBody(good.subarray(0, 104)))).toEqual(["TRUNCATED", 0x0205]);
+    const badKeyId = good.slice();
+    badKeyId[8] ^= 1;
+    expect(idOf(() => decodeReportBody(badKeyId))).toEqual(["BAD_VALUE", 0x0200]);
+  });
+
+  it("SignatureBundle: magic 0x0401, count 0x0402, entries 0x0403", () => {
+    expect(idOf(() => decodeSignatureBundle(new Writer("t").magic("SG").u8(0).finish()))).toEqual(["BAD_LENGTH", 0x0402]);
+    expect(idOf(() => decodeSignatureBundle(new Writer("t").magic("SX").u8(1).finish()))).toEqual(["WRONG_KIND", 0x0401]);
+    const cut = new Writer("t").magic("SG").u8(1).bytes(new Uint8Array(32 + 63)).finish();
+    expect(idOf(() => decodeSignatureBundle(cut))).toEqual(["TRUNCATED", 0x0403]);
   });
 });

@@ -108,7 +108,8 @@ describe("weights sealer and opener (§9)", () => {
             chunkSize,
           });
           const total = sizes.reduce((a, b) => a + b, 0);
-          expect(descriptor).toMatchObject({ plaintextSize: total, chunkSize, chunkCount: Math.ceil(total / chunkSize), keyId });
+          expect(descriptor).toMatchObject({ plaintextSize: total, chunkSize, chunkCount: Math.ceil(total / chunkSize), keyId, streamId: header.streamId });
+          expect(same(descriptor.streamId, sealed.subarray(24, 40))).toBe(true);
           expect(descriptor.files).toEqual(files.map((f) => ({ location: f.location, size: f.size })));
           expect(same(descriptor.commitment, sha512(sealed))).toBe(true);
           expect(sealed.length).toBe(sealedSize);
@@ -272,25 +273,72 @@ describe("the opener rejects altered streams", () => {
     );
   });
 
-  it("header fields: a changed size is WEIGHTS_MISMATCH, a changed stream id fails every chunk", () => {
+  it("header fields: key_id and stream_id differing from the descriptor are WEIGHTS_MISMATCH at the header", () => {
+    const fieldOf = (pieces: Uint8Array[], opts = { dataKey, descriptor }) => {
+      const o = new WeightsOpener(opts);
+      try {
+        for (const p of pieces) o.push(p);
+        o.finish();
+      } catch (e) {
+        if (e instanceof VeilFormatError) return [e.code, e.fieldId];
+        throw e;
+      }
+      return ["OK"];
+    };
     const b = sealed.slice();
     b[8] ^= 1; // key_id
-    expect(run(splitLike(b))).toBe("WEIGHTS_MISMATCH");
-    const s = sealed.slice();
-    s[24] ^= 1; // stream_id: not in the descriptor, but bound into the key
-    expect(run(splitLike(s))).toBe("WEIGHTS_AUTH");
-    expect(run(splitLike(s), { dataKey, descriptor: undefined as never })).toBe("WEIGHTS_AUTH");
+    expect(fieldOf(splitLike(b))).toEqual(["WEIGHTS_MISMATCH", 0x0502]);
+    for (const at of [24, 31, 39]) {
+      const s = sealed.slice();
+      s[at] ^= 1; // stream_id (bytes 24..39)
+      expect(fieldOf(splitLike(s))).toEqual(["WEIGHTS_MISMATCH", 0x0503]);
+      // The header alone is refused, before any chunk.
+      expect(codeOf(() => new WeightsOpener({ dataKey, descriptor }).push(s.subarray(0, 60)))).toBe("WEIGHTS_MISMATCH");
+      // Without a descriptor to compare with, stream_id is still bound into the payload key.
+      expect(fieldOf(splitLike(s), { dataKey, descriptor: undefined as never })).toEqual(["WEIGHTS_AUTH", 0x0507]);
+    }
   });
 
-  it("a wrong data key is WEIGHTS_AUTH; a re-sealing by a key holder is WEIGHTS_COMMITMENT", async () => {
+  it("weights sealed for another program (same data key and key id, another stream) are refused at the header", async () => {
+    const other = await sealToMemory({ files: [{ location: "w", size: plain.length, source: [plain] }], dataKey, keyId, chunkSize: 64 * KiB });
+    expect(other.descriptor.streamId).not.toEqual(descriptor.streamId);
+    const otherPieces = await piecesOf(other.sealed);
+    const o = new WeightsOpener({ dataKey, descriptor });
+    let e: unknown;
+    try {
+      o.push(otherPieces[0]);
+    } catch (x) {
+      e = x;
+    }
+    expect(e).toMatchObject({ code: "WEIGHTS_MISMATCH", field: "weights_header.stream_id", fieldId: 0x0503, loaderCode: 0x05030022 });
+    // Poisoned: nothing after it is taken.
+    expect(codeOf(() => o.push(otherPieces[1]))).toBe("WEIGHTS_MISMATCH");
+    // The same stream opens under its own descriptor.
+    expect(same(openPieces(otherPieces, { dataKey, descriptor: other.descriptor }), plain)).toBe(true);
+  });
+
+  it("a wrong data key is WEIGHTS_AUTH; a key holder's re-sealing under the same stream_id is WEIGHTS_COMMITMENT", async () => {
     expect(run(ps, { dataKey: new Uint8Array(32), descriptor })).toBe("WEIGHTS_AUTH");
-    const again = await sealToMemory({ files: [{ location: "w", size: plain.length, source: [plain] }], dataKey, keyId, chunkSize: 64 * KiB });
-    expect(run(await piecesOf(again.sealed))).toBe("WEIGHTS_COMMITMENT");
+    // A key holder can reuse the manifest's stream_id, so the header matches; only the commitment catches it.
+    const altered = plain.slice();
+    altered[12345] ^= 1;
+    const again = await sealToMemory({ files: [{ location: "w", size: altered.length, source: [altered] }], dataKey, keyId, chunkSize: 64 * KiB, streamId: descriptor.streamId });
+    expect(again.descriptor.streamId).toEqual(descriptor.streamId);
+    const o = new WeightsOpener({ dataKey, descriptor });
+    const againPieces = await piecesOf(again.sealed);
+    for (const p of againPieces.slice(0, -1)) o.push(p);
+    let e: unknown;
+    try {
+      o.push(againPieces[againPieces.length - 1]);
+    } catch (x) {
+      e = x;
+    }
+    expect(e).toMatchObject({ code: "WEIGHTS_COMMITMENT", fieldId: 0x0507 });
     // Without a descriptor the opener still reports the commitment it computed.
-    const o = new WeightsOpener({ dataKey });
-    for (const p of await piecesOf(again.sealed)) o.push(p);
-    o.finish();
-    expect(o.commitment).toEqual(again.descriptor.commitment);
+    const free = new WeightsOpener({ dataKey });
+    for (const p of againPieces) free.push(p);
+    free.finish();
+    expect(free.commitment).toEqual(again.descriptor.commitment);
   });
 
   it("a failure poisons the opener", () => {

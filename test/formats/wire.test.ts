@@ -1,17 +1,43 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { readFileSync } from "node:fs";
 import { ascii } from "../../host/formats/bytes.ts";
 import {
+  CLIENT_ONLY_CODES,
   ERROR_CODES,
   ERROR_MEANINGS,
   FIELD_GROUPS,
   VeilFormatError,
   describeLoaderError,
   fieldIdFor,
+  fieldLabel,
 } from "../../host/formats/errors.ts";
 import { Reader, Writer, nameProblem, prefixSize, readName } from "../../host/formats/wire.ts";
 
 const runs = process.env.SLOW ? 1000 : 100;
+
+/** SPEC.md §12 and §12.1 as written, so the host's tables are checked against the text itself. */
+const spec = readFileSync(new URL("../../SPEC.md", import.meta.url), "utf8");
+const section = (from: string, to: string): string[] => {
+  const a = spec.indexOf(from);
+  const b = spec.indexOf(to, a + from.length);
+  if (a < 0 || b < 0) throw new Error(`SPEC.md: section ${from} not found`);
+  return spec.slice(a, b).split("\n");
+};
+const cells = (line: string) => line.split("|").slice(1, -1).map((c) => c.trim().replace(/`/g, ""));
+const specCodes = new Map<string, [number, string]>(
+  section("## 12. Error codes", "### 12.1")
+    .filter((l) => /^\| \d+ \|/.test(l))
+    .map((l) => {
+      const [n, name, meaning] = cells(l);
+      return [name, [Number(n), meaning]];
+    }),
+);
+const specFieldIds = new Map<number, string>();
+for (const l of section("### 12.1", "## 13.")) {
+  const c = cells(l);
+  for (let i = 0; i + 1 < c.length; i += 2) if (/^0x[0-9a-f]{4}$/.test(c[i])) specFieldIds.set(Number(c[i]), c[i + 1]);
+}
 
 function caught(f: () => unknown): VeilFormatError {
   try {
@@ -32,42 +58,170 @@ describe("§12 error table", () => {
       KEY_UNKNOWN: 32, KEY_UNWRAP: 33, WEIGHTS_MISMATCH: 34, WEIGHTS_AUTH: 35, WEIGHTS_ORDER: 36,
       WEIGHTS_COMMITMENT: 37, WEIGHTS_INCOMPLETE: 38,
       KEY_ID: 48, UNSUPPORTED_SUITE: 49, REQUEST_AUTH: 50, REPLAY: 51, SCHEMA_VIOLATION: 52,
-      EGRESS_LIMIT: 53, STREAM_DONE: 54, ACCELERATOR_FAILED: 64, ENTROPY_FAILED: 65,
+      EGRESS_LIMIT: 53, STREAM_DONE: 54, ACCELERATOR_FAILED: 64, ENTROPY_FAILED: 65, RESPONSE_AUTH: 66,
     });
     for (const k of Object.keys(ERROR_CODES)) expect(ERROR_MEANINGS[k as keyof typeof ERROR_CODES]).toBeTruthy();
   });
 
-  it("numbers §12.1 fields from 1 in SPEC order (manifest name is 0x0302, generate prompt is 0x0803)", () => {
-    expect(fieldIdFor("manifest", "name")).toBe(0x0302);
-    expect(fieldIdFor("manifest", "")).toBe(0x0300);
-    expect(fieldIdFor("inner_request", "prompt")).toBe(0x0803);
-    expect(fieldIdFor("trust_config", "reviewer_key[3]")).toBe(0x0104);
-    expect(fieldIdFor("manifest", "inputs[2].dims[0].min")).toBe(0x0312);
-    expect(fieldIdFor("manifest", "outputs[0].name")).toBe(0x030e);
-    expect(fieldIdFor("weights_stream", "chunk[9]")).toBe(0x0507);
-    expect(fieldIdFor("encapsulated_request", "key_id")).toBe(0x0701);
-    expect(fieldIdFor("report", "nonce")).toBe(0x0205);
-    expect(fieldIdFor("stream", "record")).toBeUndefined();
-    for (const g of FIELD_GROUPS) expect(g.fields.length).toBeLessThan(256);
+  it("matches SPEC.md §12 row for row: names, numbers and meanings", () => {
+    expect(specCodes.size).toBeGreaterThanOrEqual(33);
+    expect(Object.fromEntries([...specCodes].map(([k, [n]]) => [k, n]))).toEqual(ERROR_CODES);
+    expect(Object.fromEntries([...specCodes].map(([k, [, m]]) => [k, m]))).toEqual(ERROR_MEANINGS);
+    // Every number fits the low 16 bits of the u32 (§12); none is reused.
+    const numbers = Object.values(ERROR_CODES);
+    expect(new Set(numbers).size).toBe(numbers.length);
+    for (const n of numbers) expect(n).toBeLessThan(0x10000);
+  });
+
+  it("RESPONSE_AUTH is §12 code 66, client only", () => {
+    expect(ERROR_CODES.RESPONSE_AUTH).toBe(66);
+    expect([...CLIENT_ONLY_CODES]).toEqual(["RESPONSE_AUTH"]);
+    const e = new VeilFormatError("RESPONSE_AUTH", "response", "", "failed to open", "open");
+    expect(e).toMatchObject({ number: 66, fieldId: undefined, loaderCode: 66 });
+    expect(describeLoaderError(66)).toMatchObject({ name: "RESPONSE_AUTH", code: 66 });
+    expect(describeLoaderError(66).message).toBe(
+      "loader error 0x00000042: RESPONSE_AUTH (66): (client only, never emitted by the loader) a response or stream chunk failed to open",
+    );
+  });
+});
+
+describe("§12.1 field identifiers", () => {
+  it("the host table is exactly SPEC.md's table: same ids, same labels", () => {
+    expect(specFieldIds.size).toBe(58);
+    const ours = new Map(FIELD_GROUPS.flatMap((g) => g.rows.map((r) => [r.id, r.label] as const)));
+    expect([...ours].sort((a, b) => a[0] - b[0])).toEqual([...specFieldIds].sort((a, b) => a[0] - b[0]));
+    for (const g of FIELD_GROUPS) for (const r of g.rows) expect(r.id >> 8).toBe(g.group);
+  });
+
+  it("maps host field paths to the SPEC ids", () => {
+    const cases: [string, string, number | undefined][] = [
+      ["trust_config", "magic", 0x0101],
+      ["trust_config", "threshold", 0x0102],
+      ["trust_config", "count", 0x0103],
+      ["trust_config", "reviewer_key[3]", 0x0104],
+      ["trust_config", "", 0x0100],
+      ["report", "nonce", 0x0205],
+      // ReportBody fields other than the nonce have no row: the structure's id.
+      ["report", "key_id", 0x0200],
+      ["report", "magic", 0x0200],
+      ["manifest", "", 0x0300],
+      ["manifest", "magic", 0x0301],
+      ["manifest", "size", 0x0301],
+      ["manifest", "name", 0x0302],
+      ["manifest", "version", 0x0303],
+      ["manifest", "graph_sha256", 0x0304],
+      ["manifest", "graph_size", 0x0305],
+      ["manifest", "input_count", 0x0306],
+      ["manifest", "inputs[2].name", 0x0306],
+      ["manifest", "inputs[2].dims[0].min", 0x0306],
+      ["manifest", "inputs[0].rank", 0x0306],
+      ["manifest", "output_count", 0x0307],
+      ["manifest", "outputs[0].dtype", 0x0307],
+      ["manifest", "outputs[1].dims[2].max", 0x0307],
+      ["manifest", "mode", 0x0308],
+      ["manifest", "generate", 0x0308],
+      ["manifest", "generate.vocab_size", 0x0309],
+      ["manifest", "generate.token[7]", 0x030a],
+      ["manifest", "generate.end_token", 0x030b],
+      ["manifest", "generate.max_new_tokens", 0x030c],
+      ["manifest", "generate.context_length", 0x030d],
+      ["manifest", "generate.tokens_per_chunk", 0x030e],
+      ["manifest", "weights.key_id", 0x030f],
+      ["manifest", "weights.stream_id", 0x0310],
+      ["manifest", "weights.plaintext_size", 0x0311],
+      ["manifest", "weights.chunk_size", 0x0312],
+      ["manifest", "weights.chunk_count", 0x0313],
+      ["manifest", "weights.commitment", 0x0314],
+      ["manifest", "weights.file_count", 0x0315],
+      ["manifest", "weights.files", 0x0315],
+      ["manifest", "weights.files[3].location", 0x0315],
+      ["manifest", "weights.files[3].size", 0x0315],
+      ["manifest", "policy.policy_version", 0x0316],
+      ["manifest", "policy.extensions", 0x0317],
+      ["manifest", "policy.extensions[1].type", 0x0317],
+      ["manifest", "policy.extensions[1].data", 0x0317],
+      ["signature_bundle", "magic", 0x0401],
+      ["signature_bundle", "count", 0x0402],
+      ["signature_bundle", "entries[4].public_key", 0x0403],
+      ["signature_bundle", "entries[4].signature", 0x0403],
+      ["weights_header", "magic", 0x0501],
+      ["weights_header", "key_id", 0x0502],
+      ["weights_header", "stream_id", 0x0503],
+      ["weights_header", "chunk_size", 0x0504],
+      ["weights_header", "chunk_count", 0x0505],
+      ["weights_header", "plaintext_size", 0x0506],
+      ["weights_stream", "chunk[9]", 0x0507],
+      ["weights_stream", "", 0x0500],
+      ["wrapped_key", "magic", 0x0601],
+      ["wrapped_key", "key_id", 0x0602],
+      ["wrapped_key", "report_nonce", 0x0603],
+      ["wrapped_key", "enc", 0x0604],
+      ["wrapped_key", "ct", 0x0605],
+      ["encapsulated_request", "key_id", 0x0701],
+      ["encapsulated_request", "kem_id", 0x0702],
+      ["encapsulated_request", "kdf_id", 0x0703],
+      ["encapsulated_request", "aead_id", 0x0704],
+      ["encapsulated_request", "enc", 0x0705],
+      ["encapsulated_request", "ct", 0x0706],
+      ["encapsulated_request", "size", 0x0706],
+      ["inner_request", "magic", 0x0801],
+      ["inner_request", "kind", 0x0802],
+      ["inner_request", "inputs", 0x0803],
+      ["inner_request", "inputs.count", 0x0803],
+      ["inner_request", "inputs[1].data", 0x0803],
+      ["inner_request", "prompt", 0x0803],
+      ["inner_request", "max_new_tokens", 0x0804],
+      ["inner_request", "temperature_milli", 0x0805],
+      ["inner_request", "top_k", 0x0806],
+      ["inner_request", "has_seed", 0x0807],
+      ["inner_request", "seed", 0x0808],
+      ["accelerator_output", "", 0x0900],
+      ["accelerator_output", "count", 0x0900],
+      ["accelerator_output", "tensors[0].dims", 0x0900],
+      // Client-side structures have no §12.1 ids.
+      ["stream", "record", undefined],
+      ["inner_response", "text", undefined],
+      ["stream_chunk", "stop", undefined],
+    ];
+    for (const [structure, path, id] of cases) expect([structure, path, fieldIdFor(structure, path)]).toEqual([structure, path, id]);
+  });
+
+  it("every id fieldIdFor produces has a label, and every SPEC id is produced by some path", () => {
+    const produced = new Set<number>();
+    for (const g of FIELD_GROUPS)
+      for (const s of g.structures) {
+        produced.add(fieldIdFor(s, "")!);
+        for (const r of g.rows) for (const p of r.paths) produced.add(fieldIdFor(s, p)!);
+      }
+    for (const id of produced) expect([id, fieldLabel(id)]).toEqual([id, expect.any(String)]);
+    for (const id of specFieldIds.keys()) expect([id, produced.has(id)]).toEqual([id, true]);
   });
 
   it("decodes a loader u32 into code and field", () => {
     const info = describeLoaderError((0x0302 << 16) | 1);
-    expect(info).toMatchObject({ code: 1, name: "TRUNCATED", fieldId: 0x0302, field: "Manifest.name" });
-    expect(info.message).toBe("loader error 0x03020001: TRUNCATED (1): input ends inside a structure; field Manifest.name (0x0302)");
+    expect(info).toMatchObject({ code: 1, name: "TRUNCATED", fieldId: 0x0302, field: "Manifest name" });
+    expect(info.message).toBe("loader error 0x03020001: TRUNCATED (1): input ends inside a structure; field Manifest name (0x0302)");
     expect(describeLoaderError(19).message).toBe("loader error 0x00000013: SIGNATURE_THRESHOLD (19): fewer than k valid reviewer signatures");
-    expect(describeLoaderError((0x031c << 16) | 4).field).toBe("Manifest.weights.chunk_size");
-    expect(describeLoaderError((0x0803 << 16) | 3).field).toBe("inner request.tensor: inputs / generate: prompt");
+    expect(describeLoaderError((0x0312 << 16) | 4).field).toBe("WeightsDescriptor chunk_size");
+    expect(describeLoaderError((0x0310 << 16) | 34).field).toBe("WeightsDescriptor stream_id");
+    expect(describeLoaderError((0x0503 << 16) | 34).message).toBe(
+      "loader error 0x05030022: WEIGHTS_MISMATCH (34): weights header differs from the manifest; field WeightsHeader stream_id (0x0503)",
+    );
+    expect(describeLoaderError((0x0803 << 16) | 3).field).toBe("TensorRequest inputs / GenerateRequest prompt");
+    expect(describeLoaderError((0x0900 << 16) | 64).field).toBe("accelerator output");
+    expect(describeLoaderError((0x0300 << 16) | 2).field).toBe("Manifest");
     expect(describeLoaderError(0x7777).message).toContain("unknown error code 30583");
-    expect(describeLoaderError((0x0399 << 16) | 4).message).toContain("unknown field 0x0399");
+    // Ids the table does not define: past the last row of a structure, or in no structure.
+    for (const id of [0x0318, 0x0399, 0x0201, 0x0508, 0x0901, 0x0a00]) expect(describeLoaderError((id << 16) | 4).message).toContain(`unknown field 0x0${id.toString(16)}`);
   });
 
   it("errors carry name, number, field, §12.1 id and the loader u32", () => {
     const e = new VeilFormatError("BAD_VALUE", "manifest", "weights.chunk_size", "12345 is not a power of two in 65536..16777216");
-    expect(e).toMatchObject({ code: "BAD_VALUE", number: 4, field: "manifest.weights.chunk_size", fieldId: 0x031c });
+    expect(e).toMatchObject({ code: "BAD_VALUE", number: 4, field: "manifest.weights.chunk_size", fieldId: 0x0312 });
     expect(e.message).toBe("failed to decode manifest: field weights.chunk_size: 12345 is not a power of two in 65536..16777216");
-    expect(e.loaderCode).toBe(0x031c0004);
-    expect(new VeilFormatError("RESPONSE_AUTH", "stream", "", "x").loaderCode).toBeUndefined();
+    expect(e.loaderCode).toBe(0x03120004);
+    expect(new VeilFormatError("BAD_LENGTH", "manifest", "inputs[1].rank", "x").loaderCode).toBe(0x03060003);
+    expect(new VeilFormatError("TRUNCATED", "stream", "record[2]", "x").loaderCode).toBe(1);
   });
 });
 
