@@ -2,6 +2,7 @@
 // (SPEC §11.1): the accelerator, entropy and a monotonic clock. Lowered per the canonical
 // ABI: lists are (ptr, len); results that do not fit one value go through a return area.
 import { wipe } from "./crypto/ct";
+import { overflow } from "./layout";
 
 
 // Return area for result<_, error-code> and result<list<u8>, error-code>:
@@ -62,7 +63,7 @@ export function run(program: u32, inputs: usize, len: usize): u32 {
   store<u32>(RET, 0, 8);
   accRun(program, inputs, len, RET);
   const s = status();
-  if (s != 0) return s;
+  if (s != 0 || overflow) return s != 0 ? s : 1; // outputs that did not fit the arena
   runOutput = <usize>load<u32>(RET, 4);
   runOutputLen = <usize>load<u32>(RET, 8);
   return inMemory(runOutput, runOutputLen) ? 0 : 1;
@@ -79,7 +80,7 @@ export function entropy(dst: usize, len: u32): bool {
   entropyFill(len, RET);
   const p = <usize>load<u32>(RET);
   const n = load<u32>(RET, 4);
-  if (n != len || !inMemory(p, n)) return false;
+  if (n != len || overflow || !inMemory(p, n)) return false;
   memory.copy(dst, p, len);
   wipe(p, len);
   return true;

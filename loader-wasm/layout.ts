@@ -73,10 +73,10 @@ export function arenaAlloc(oldPtr: usize, oldSize: usize, align: usize, newSize:
   }
   const p = (ARENA + top + align - 1) & ~(align - 1);
   if (newSize > ARENA_SIZE || p - ARENA > ARENA_SIZE - newSize) {
+    // The end of memory: the host's copy fails there, outside the loader, and nothing in
+    // the loader is overwritten. The call that follows is refused (SPEC §11.4).
     overflow = true;
-    top = 0;
-    last = 0;
-    return ARENA; // a scribble area; the call that follows is refused
+    return <usize>memory.size() << 16;
   }
   if (oldPtr != 0) memory.copy(p, oldPtr, min(oldSize, newSize));
   top = p + newSize - ARENA;
@@ -91,6 +91,16 @@ export function arenaReset(): void {
   top = 0;
   last = 0;
   overflow = false;
+}
+
+// For the loader's own buffers: `n` bytes, 16-aligned, or 0 if the arena is full (the
+// caller refuses the call; nothing is written out of bounds).
+export function arenaTake(n: usize): usize {
+  const p = (ARENA + top + 15) & ~<usize>15;
+  if (n > ARENA_SIZE || p - ARENA > ARENA_SIZE - n) return 0;
+  top = p + n - ARENA;
+  last = p;
+  return p;
 }
 
 export function arenaMark(): usize {

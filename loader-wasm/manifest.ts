@@ -212,7 +212,7 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
     const data = wire.vec(0, 0xffff, M_EXTENSIONS);
     const dataLen = wire.vecLen;
     if (wire.failed()) break;
-    if (wire.position() > extEnd) wire.fail(BAD_LENGTH, M_EXTENSIONS);
+    if (wire.position() > extEnd) wire.fail(TRUNCATED, M_EXTENSIONS); // §1.1: runs past the list
     else if (<i32>type <= prev) wire.fail(NOT_CANONICAL, M_EXTENSIONS); // strictly ascending
     else if (type == 0x8001) {
       // egress limit: u32 max_response_bytes in 1..RESPONSE_MAX

@@ -19,7 +19,7 @@ import { matchesSchema, listEnd } from "./tensors";
 import { longestMatch, matchLen, sample, rngInit, rngWipe, RNG_SIZE } from "./generate";
 import {
   REPLAY_RING, REPLAY_INDEX, REPLAY_WINDOW, TOKENS, TOKENS_SLOT, STREAMS_MAX, REQUEST_MAX, RESPONSE_MAX,
-  PROMPT_MAX, arenaAlloc, arenaMark, arenaRewind,
+  PROMPT_MAX, arenaTake, arenaMark, arenaRewind,
 } from "./layout";
 import { REQUEST_INFO, REQUEST_INFO_LEN, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN, STREAM_EXPORT, STREAM_EXPORT_LEN, KEY, KEY_LEN, NONCE, NONCE_LEN, SAMPLING_SEED, SAMPLING_SEED_LEN } from "./labels";
 import * as host from "./imports";
@@ -156,7 +156,11 @@ function runTensors(i: u32, f: Facts): u32 {
     wipe(o, on);
     return err(EGRESS_LIMIT, F_OUTPUT); // SPEC §5.5
   }
-  const out = arenaAlloc(0, 0, 16, 32 + plainLen + 16);
+  const out = arenaTake(32 + plainLen + 16);
+  if (out == 0) {
+    wipe(o, on);
+    return err(TOO_LARGE, F_OUTPUT);
+  }
   if (!responseKeys(out, RKEY, RNONCE)) {
     wipe(o, on);
     return err(ENTROPY_FAILED, 0);
@@ -272,7 +276,11 @@ function step(i: u32, f: Facts, s: u32): i32 {
   const nameLen = specNameLen;
   const len: usize = 1 + 1 + nameLen + 2 + 8 + <usize>n * 8;
   const mark = arenaMark();
-  const p = arenaAlloc(0, 0, 8, len);
+  const p = arenaTake(len);
+  if (p == 0) {
+    lastError = err(TOO_LARGE, 0);
+    return -1;
+  }
   // TensorList: one int64 tensor [1, n] (SPEC §5.3, §7.2)
   wire.wbegin(p);
   wire.w8(1);
@@ -294,8 +302,7 @@ function step(i: u32, f: Facts, s: u32): i32 {
   const o = host.runOutput, on = host.runOutputLen;
   // SPEC §7.3 and §5.3: float32 [1, n, vocab], validated before use.
   let ok = matchesSchema(o, on, base + f.outputsOff) && listEnd == o + on;
-  const oname = <usize>load<u8>(o + 1);
-  const dims = o + 4 + oname;
+  const dims = ok ? o + 4 + <usize>load<u8>(o + 1) : 0; // after count, name, dtype, rank
   // SPEC §5.3: n positions, or only the last.
   const positions = ok ? bswap<u32>(load<u32>(dims + 4)) : 0;
   ok = ok && (positions == n || positions == 1);
@@ -387,7 +394,12 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
   }
   const st = streamAt(<u32>s);
   const cap: usize = 9 + 4 + <usize>load<u32>(st, T_MAX) * 64 + 5;
-  const out = arenaAlloc(0, 0, 16, 32 + cap + 16);
+  const out = arenaTake(32 + cap + 16);
+  if (out == 0) {
+    wipe(SECRET, 32);
+    freeStream(<u32>s);
+    return err(TOO_LARGE, 0);
+  }
   const body = out + 32;
   const text = body + 13;
   let textLen: usize = 0;
@@ -469,7 +481,8 @@ export function inferNext(h: u32): u32 {
   const st = streamAt(<u32>s);
   store<u64>(st, host.now(), T_LAST);
   if (load<u32>(st, T_STATE) == NONCE_PENDING) {
-    outPtr = arenaAlloc(0, 0, 16, 32);
+    outPtr = arenaTake(32);
+    if (outPtr == 0) return err(TOO_LARGE, 0);
     memory.copy(outPtr, st + T_RESPONSE_NONCE, 32);
     outLen = 32;
     store<u32>(st, RUNNING, T_STATE);
@@ -481,9 +494,10 @@ export function inferNext(h: u32): u32 {
     return err(17, 0); // NO_PROGRAM: unloaded mid-stream
   }
   const f = facts(<u32>i);
-  // StreamChunk: magic ‖ u32 tokens ‖ text<0..2^24-1> ‖ u8 stop (SPEC §8.4)
+  // StreamChunk: magic ‖ u32 tokens ‖ text<0..2^24-33> ‖ u8 stop (SPEC §8.4)
   const cap: usize = 8 + 4 + 4 + <usize>f.perChunk * 64 + 1;
-  const rec = arenaAlloc(0, 0, 16, 4 + cap + 16);
+  const rec = arenaTake(4 + cap + 16);
+  if (rec == 0) return err(TOO_LARGE, 0);
   const body = rec + 4;
   const text = body + 16;
   let textLen: usize = 0;

@@ -1,12 +1,11 @@
 // Trusted: the loader's identity and its trust decision. It holds the loader's HPKE private
 // key, the reviewer keys it accepts, and the one function that decides whether a program
 // is signed by enough reviewers (SPEC §6.1).
-import { ctEqual, wipe } from "./crypto/ct";
 import { sha256 } from "./crypto/sha256";
 import { x25519Base } from "./crypto/x25519";
 import { ed25519Verify, ed25519PublicKeyOk } from "./crypto/ed25519";
 import * as wire from "./wire";
-import { F_TRUST, F_SIGNATURES, BAD_VALUE, NOT_CANONICAL, BAD_KEY, BAD_LENGTH, SIGNATURE_THRESHOLD, err } from "./errors";
+import { F_TRUST, F_SIGNATURES, BAD_VALUE, NOT_CANONICAL, BAD_KEY, BAD_LENGTH, TOO_LARGE, SIGNATURE_THRESHOLD, err } from "./errors";
 import { entropy } from "./imports";
 
 // SPEC §3: at most 32 reviewer keys.
@@ -27,11 +26,11 @@ const T_MAGIC = F_TRUST | 1, T_THRESHOLD = F_TRUST | 2, T_COUNT = F_TRUST | 3, T
 // Parses and adopts a TrustConfig (SPEC §3), generates the key pair (SPEC §4). 0 or error.
 export function initTrust(p: usize, len: usize): u32 {
   wire.begin(p, len);
-  if (len > 8 + 2 + 32 * 32) wire.fail(BAD_LENGTH, T_MAGIC);
+  if (len > 8 + 2 + 32 * 32) wire.fail(TOO_LARGE, T_MAGIC); // SPEC §13
   wire.magic(wire.kind(0x54, 0x43), T_MAGIC); // "TC"
   const k = wire.u8r(T_THRESHOLD);
   const n = wire.u8r(T_COUNT);
-  if (!wire.failed() && (n < 1 || n > 32)) wire.fail(BAD_VALUE, T_COUNT); // SPEC §3: n in 1..32
+  if (!wire.failed() && (n < 1 || n > 32)) wire.fail(BAD_LENGTH, T_COUNT); // SPEC §3: n in 1..32
   if (!wire.failed() && (k < 1 || k > n)) wire.fail(BAD_VALUE, T_THRESHOLD); // SPEC §3: 1 ≤ k ≤ n
   const keys = wire.bytesAt(<usize>n * 32, T_KEYS);
   wire.finish(T_KEYS);
@@ -96,7 +95,7 @@ export function enoughSignatures(bundle: usize, bundleLen: usize, signed: usize,
   wire.begin(bundle, bundleLen);
   wire.magic(wire.kind(0x53, 0x47), S_MAGIC); // "SG"
   const n = wire.u8r(S_COUNT);
-  if (!wire.failed() && (n < 1 || n > 32)) wire.fail(BAD_VALUE, S_COUNT); // SPEC §6: 1..32
+  if (!wire.failed() && (n < 1 || n > 32)) wire.fail(BAD_LENGTH, S_COUNT); // SPEC §6: 1..32
   const entries = wire.bytesAt(<usize>n * 96, S_ENTRY);
   wire.finish(S_ENTRY);
   if (wire.failed()) return wire.errorCode();

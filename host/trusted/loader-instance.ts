@@ -61,7 +61,7 @@ export class LoaderInstance {
   /** Instantiates the exact `wasm` bytes; `measurement` is their SHA-256. */
   static create(wasm: Uint8Array, caps: Capabilities): LoaderInstance {
     const measurement = createHash("sha256").update(wasm).digest("hex");
-    const module = new WebAssembly.Module(wasm);
+    const module = new WebAssembly.Module(new Uint8Array(wasm));
     let self: LoaderInstance | undefined;
     const mem = () => new Uint8Array(self!.x.memory.buffer);
     const dv = () => new DataView(self!.x.memory.buffer);
