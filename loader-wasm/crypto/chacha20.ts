@@ -1,7 +1,7 @@
 // Trusted: ChaCha20 (RFC 8439 §2.1–2.4) makes every key stream that hides model weights and
 // requests, and the one-time Poly1305 keys of the AEAD; a flaw here leaks plaintext.
 import { wipe } from "./ct";
-import { poly1305Blocks } from "./poly1305";
+import { poly1305Blocks, poly1305BlocksWith, poly1305Mul } from "./poly1305";
 
 // Key-derived state, one v128 per state word with the word splatted to all four lanes.
 const STATE = memory.data(256, 16);
@@ -49,10 +49,17 @@ function blocks4(ctr: u32, src: usize, dst: usize, mac: bool = false, pctx: usiz
   let x8 = v128.load(STATE, 128), x9 = v128.load(STATE, 144), x10 = v128.load(STATE, 160), x11 = v128.load(STATE, 176);
   const c12 = i32x4.add(i32x4.splat(ctr), i32x4(0, 1, 2, 3));
   let x12 = c12, x13 = v128.load(STATE, 208), x14 = v128.load(STATE, 224), x15 = v128.load(STATE, 240);
+  // Poly1305's r and s, read once per call (and unused without mac).
+  const r0 = poly1305Mul(pctx, 0), r1 = poly1305Mul(pctx, 1), r2 = poly1305Mul(pctx, 2), r3 = poly1305Mul(pctx, 3);
+  const s1 = poly1305Mul(pctx, 4), s2 = poly1305Mul(pctx, 5), s3 = poly1305Mul(pctx, 6);
   // RFC 8439 §2.1, §2.3: 10 double rounds; column rounds, then diagonal rounds.
   for (let i = 0; i < 10; i++) {
     // Variable time: inputs are public.
-    if (mac) { const n: usize = i < 6 ? 2 : 1; poly1305Blocks(pctx, macp, n); macp += n << 4; }
+    if (mac) {
+      const n: usize = i < 6 ? 2 : 1;
+      poly1305BlocksWith(pctx, macp, n, 1, r0, r1, r2, r3, s1, s2, s3);
+      macp += n << 4;
+    }
     x0 = i32x4.add(x0, x4); x12 = rotl16(v128.xor(x12, x0)); x1 = i32x4.add(x1, x5); x13 = rotl16(v128.xor(x13, x1));
     x2 = i32x4.add(x2, x6); x14 = rotl16(v128.xor(x14, x2)); x3 = i32x4.add(x3, x7); x15 = rotl16(v128.xor(x15, x3));
     x8 = i32x4.add(x8, x12); x4 = rotl(v128.xor(x4, x8), 12); x9 = i32x4.add(x9, x13); x5 = rotl(v128.xor(x5, x9), 12);

@@ -21,13 +21,22 @@ export function poly1305Init(ctx: usize, key: usize): void {
   memory.copy(ctx + PAD, key + 16, 16);
 }
 
-// RFC 8439 §2.5: for each 16-byte block, h = (h + block + hibit·2^128) · r mod p, reduced only
-// partially (h0 < 2^34, h1..h3 < 2^32, h4 < 4) so every sum of products stays below 2^64.
-// @inline so that the stitched AEAD kernel can interleave it with ChaCha20 rounds.
+// Multiplier word i of ctx: r0..r3 for i = 0..3, then s1..s3.
+@inline export function poly1305Mul(ctx: usize, i: usize): u64 {
+  return <u64>load<u32>(ctx + (i << 2), R);
+}
+
 @inline export function poly1305Blocks(ctx: usize, p: usize, n: usize, hibit: u64 = 1): void {
-  const r0 = <u64>load<u32>(ctx, R), r1 = <u64>load<u32>(ctx, R + 4);
-  const r2 = <u64>load<u32>(ctx, R + 8), r3 = <u64>load<u32>(ctx, R + 12);
-  const s1 = <u64>load<u32>(ctx, S), s2 = <u64>load<u32>(ctx, S + 4), s3 = <u64>load<u32>(ctx, S + 8);
+  poly1305BlocksWith(ctx, p, n, hibit, poly1305Mul(ctx, 0), poly1305Mul(ctx, 1), poly1305Mul(ctx, 2),
+    poly1305Mul(ctx, 3), poly1305Mul(ctx, 4), poly1305Mul(ctx, 5), poly1305Mul(ctx, 6));
+}
+
+// RFC 8439 §2.5: for each 16-byte block, h = (h + block + hibit·2^128) · r mod p, reduced only
+// partially (h0 < 2^34, h1..h3 < 2^33, h4 < 4) so every sum of products stays below 2^64.
+// Takes r and s from the caller: the stitched AEAD kernel loads them once per 256 bytes and
+// absorbs one or two blocks between ChaCha20 double rounds.
+@inline export function poly1305BlocksWith(ctx: usize, p: usize, n: usize, hibit: u64,
+  r0: u64, r1: u64, r2: u64, r3: u64, s1: u64, s2: u64, s3: u64): void {
   let h0 = load<u64>(ctx, H), h1 = load<u64>(ctx, H + 8), h2 = load<u64>(ctx, H + 16);
   let h3 = load<u64>(ctx, H + 24), h4 = load<u64>(ctx, H + 32);
   const end = p + (n << 4);
@@ -77,7 +86,7 @@ export function poly1305Final(ctx: usize, tag: usize): void {
   }
   let h0 = load<u64>(ctx, H), h1 = load<u64>(ctx, H + 8), h2 = load<u64>(ctx, H + 16);
   let h3 = load<u64>(ctx, H + 24), h4 = load<u64>(ctx, H + 32);
-  // Full carry, fold above 2^130 once more, carry again: now h < 2^130 + 2^35 < 2p.
+  // Full carry, fold above 2^130 once more, carry again: h0..h3 < 2^32, h4 <= 4, so h < 2p.
   h1 += h0 >> 32; h0 &= M32; h2 += h1 >> 32; h1 &= M32; h3 += h2 >> 32; h2 &= M32;
   h4 += h3 >> 32; h3 &= M32;
   h0 += (h4 >> 2) * 5; h4 &= 3;
