@@ -15,57 +15,7 @@ import { decodeModel, encodeMessage, encodeModel } from "../../host/onnx/proto.t
 import { externalData, run, session, type Output } from "../../host/onnx/run.ts";
 import { splitModel, type SplitModel, type SplitOptions } from "../../host/onnx/split.ts";
 import { concatBytes, lenField, varintField } from "../../host/onnx/wire.ts";
-
-const SLOW = process.env.SLOW === "1";
-const tmp = mkdtempSync(join(tmpdir(), "veil-onnx-split-"));
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
-
-let dirs = 0;
-function freshDir(): string {
-  const d = join(tmp, `case-${dirs++}`);
-  mkdirSync(d, { recursive: true });
-  return d;
-}
-
-function expectSame(a: Record<string, Output>, b: Record<string, Output>): void {
-  expect(Object.keys(b).sort()).toEqual(Object.keys(a).sort());
-  for (const k of Object.keys(a)) {
-    expect(b[k].dims).toEqual(a[k].dims);
-    expect(Buffer.from(b[k].bytes).equals(Buffer.from(a[k].bytes)), `output ${k} differs`).toBe(true);
-  }
-}
-
-/** Split `path`, check the graph is weight-free, and run the split model on each feed. */
-async function splitAndRun(path: string, feeds: Record<string, Feed>[], options?: SplitOptions) {
-  const sp = await splitModel(path, options);
-  try {
-    const g = decodeModel(sp.graph);
-    for (const t of (g.graph!.initializer ?? []).filter((t) => !sp.kept.includes(t.name!))) {
-      expect(t.raw_data?.length ?? 0).toBe(0);
-      expect(t.float_data?.length ?? 0).toBe(0);
-      expect(t.int64_data?.length ?? 0).toBe(0);
-    }
-    const s = await session(sp.graph, await externalData(sp.files));
-    const outs = [];
-    for (const f of feeds) outs.push(await run(s, f));
-    return { sp, outs, hash: await digest(sp.files) };
-  } finally {
-    await sp.close();
-  }
-}
-
-async function expectSplitError(path: string, code: string, pattern: RegExp, options?: SplitOptions): Promise<void> {
-  const err = await splitModel(path, options).then(() => undefined, (e: unknown) => e);
-  expect(err).toBeInstanceOf(OnnxError);
-  expect((err as OnnxError).code).toBe(code);
-  expect((err as OnnxError).message).toMatch(pattern);
-}
-
-async function digest(files: readonly WeightFile[]): Promise<string> {
-  const h = createHash("sha256");
-  for (const f of files) for await (const c of readChunks(f, 4 << 20, true)) h.update(c);
-  return h.digest("hex");
-}
+import { digest, expectSame, expectSplitError, freshDir, splitAndRun, tmp } from "./helpers.ts";
 
 // int64 shape/axes tensors (and, by the same rule, multi_io's small int64 "offset").
 const KEPT: Record<string, string[]> = {
@@ -380,33 +330,4 @@ describe("memory", () => {
     expect(growth.rss, JSON.stringify(growth)).toBeLessThan(64);
     expect(hash).toBe(await digest(m.files));
   });
-});
-
-describe.runIf(SLOW)("SLOW: over 2 GiB", () => {
-  it("an embedded model above protobuf's 2 GiB splits into several < 2 GiB locations that ORT loads", async () => {
-    const m = syntheticMlp({ weightsMiB: 2200, seed: 41 });
-    const feeds = { x: { type: "float32" as const, dims: [2, m.inputDim], data: m.sampleInput(2) } };
-    const refSession = await session(m.graph, await externalData(m.files));
-    const ref = await run(refSession, feeds);
-    await refSession.release();
-    const path = join(freshDir(), "huge.onnx");
-    await writeEmbeddedModel(path, m.model, m.files);
-    const { sp, outs } = await splitAndRun(path, [feeds]);
-    expect(sp.weightsSize).toBeGreaterThan(2 ** 31);
-    expect(sp.files.length).toBeGreaterThan(1);
-    for (const f of sp.files) expect(f.size).toBeLessThan(2 ** 31);
-    expectSame(ref, outs[0]);
-    rmSync(path);
-  }, 900_000);
-
-  it("ONNX Runtime takes one location just under the 2 GiB default limit", async () => {
-    const m = syntheticMlp({ weightsMiB: 1990, layers: 3, seed: 43 });
-    expect(m.files.length).toBe(1);
-    expect(m.files[0].size).toBeGreaterThan(2 ** 31 - 64 * 2 ** 20);
-    expect(m.files[0].size).toBeLessThan(2 ** 31);
-    const s = await session(m.graph, await externalData(m.files));
-    const out = await run(s, { x: { type: "float32", dims: [1, m.inputDim], data: m.sampleInput(1) } });
-    await s.release();
-    expect(out.y.dims).toEqual([1, m.outputDim]);
-  }, 600_000);
 });
