@@ -2,7 +2,6 @@
 // loader-wasm/wit/loader.wit. Its accelerator import receives plaintext weights and
 // tensors, so this file runs only inside the trusted worker process (and in tests).
 import { createHash, randomFillSync } from "node:crypto";
-import { describeLoaderError } from "../formats/errors.ts";
 
 /** The accelerator capability (SPEC §11.3). Throwing, or returning a number, is an error. */
 export interface Accelerator {
@@ -23,20 +22,22 @@ export interface Capabilities {
   clock?: () => bigint;
 }
 
-/** A loader error: the SPEC §12 code and §12.1 field, never any secret. */
+/**
+ * A loader error: the SPEC §12 code (low 16 bits) and §12.1 field (high 16 bits), never any
+ * secret. Untrusted code turns it into words (host/formats/errors.ts describeLoaderError),
+ * so the trusted worker depends on nothing outside host/trusted/.
+ */
 export class LoaderError extends Error {
   readonly raw: number;
   readonly code: number;
-  readonly codeName?: string;
   readonly fieldId: number;
   constructor(op: string, raw: number) {
-    const info = describeLoaderError(raw);
-    super(`${op}: ${info.message}`);
+    const u = raw >>> 0;
+    super(`${op}: loader error 0x${u.toString(16).padStart(8, "0")}`);
     this.name = "LoaderError";
-    this.raw = info.raw;
-    this.code = info.code;
-    this.codeName = info.name;
-    this.fieldId = info.fieldId;
+    this.raw = u;
+    this.code = u & 0xffff;
+    this.fieldId = u >>> 16;
   }
 }
 
