@@ -35,7 +35,7 @@ export function unwrapKey(p: usize, len: usize): u32 {
   const nonce = wire.bytesAt(32, K_NONCE);
   const enc = wire.bytesAt(32, K_ENC);
   const ct = wire.bytesAt(48, K_CT);
-  wire.finish(K_CT);
+  wire.finish(F_KEYWRAP);
   if (wire.failed()) return wire.errorCode();
   // info = "veil key release v1\0" ‖ key_id ‖ SHA-256(the report this loader emits for report_nonce)
   writeReport(REPORT, nonce);

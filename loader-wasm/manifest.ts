@@ -112,12 +112,16 @@ function dimIs(p: usize, lo: u32, hi: u32): bool {
   return bswap<u32>(load<u32>(p)) == lo && bswap<u32>(load<u32>(p + 4)) == hi;
 }
 
-// SPEC §5.3: a generate program takes int64 [1, 1..context] and yields float32 [1, 1..context, vocab].
-function generateShapesOk(base: usize, f: Facts): bool {
-  let d = readSpec(base + f.inputsOff + 1);
+// SPEC §5.3: a generate program takes int64 [1, 1..context] ...
+function generateInputOk(base: usize, f: Facts): bool {
+  const d = readSpec(base + f.inputsOff + 1);
   if (load<u8>(base + f.inputsOff) != 1 || specDtype != 7 || specRank != 2) return false;
-  if (!dimIs(d, 1, 1) || !dimIs(d + 8, 1, f.contextLength)) return false;
-  d = readSpec(base + f.outputsOff + 1);
+  return dimIs(d, 1, 1) && dimIs(d + 8, 1, f.contextLength);
+}
+
+// ... and yields float32 [1, 1..context, vocab] or [1, 1, vocab].
+function generateOutputOk(base: usize, f: Facts): bool {
+  const d = readSpec(base + f.outputsOff + 1);
   if (load<u8>(base + f.outputsOff) != 1 || specDtype != 1 || specRank != 3) return false;
   const positions = dimIs(d + 8, 1, f.contextLength) || dimIs(d + 8, 1, 1); // every position, or the last
   return dimIs(d, 1, 1) && positions && dimIs(d + 16, f.vocabSize, f.vocabSize);
@@ -163,7 +167,8 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
     if (!wire.failed() && (f.contextLength < 1 || f.contextLength > CONTEXT_MAX)) wire.fail(BAD_VALUE, M_CONTEXT);
     f.perChunk = wire.u16r(M_PER_CHUNK);
     if (!wire.failed() && (f.perChunk < 1 || f.perChunk > 256)) wire.fail(BAD_VALUE, M_PER_CHUNK);
-    if (!wire.failed() && !generateShapesOk(base, f)) wire.fail(BAD_VALUE, M_INPUTS);
+    if (!wire.failed() && !generateInputOk(base, f)) wire.fail(BAD_VALUE, M_INPUTS);
+    if (!wire.failed() && !generateOutputOk(base, f)) wire.fail(BAD_VALUE, M_OUTPUTS);
   }
   // SPEC §5.4 weights descriptor
   f.keyIdOff = <u32>(wire.bytesAt(16, M_KEY_ID) - base);
@@ -223,6 +228,6 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
     } else if ((type & 0x8000) != 0) wire.fail(UNKNOWN_CRITICAL, M_EXTENSIONS); // §5.5
     prev = <i32>type;
   }
-  wire.finish(M_EXTENSIONS);
+  wire.finish(F_MANIFEST);
   return wire.failed() ? wire.errorCode() : 0;
 }

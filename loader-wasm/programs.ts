@@ -178,7 +178,7 @@ function weightsHeader(i: u32, s: usize, f: Facts, p: usize, len: usize): u32 {
   const chunkSize = wire.u32r(W_CHUNK_SIZE);
   const count = wire.u64r(W_COUNT);
   const size = wire.u64r(W_SIZE);
-  wire.finish(W_SIZE);
+  wire.finish(F_WEIGHTS);
   if (wire.failed()) return poison(i, wire.errorCode());
   // SPEC §9: header fields equal the manifest's weights descriptor.
   if (memory.compare(keyId, base + f.keyIdOff, 16) != 0) return poison(i, err(WEIGHTS_MISMATCH, W_KEY_ID));

@@ -123,6 +123,14 @@ function responseKeys(nonceOut: usize, keyOut: usize, nonce12Out: usize): bool {
   return true;
 }
 
+// SPEC §13 RESPONSE_MAX (TOO_LARGE) and the §5.5 egress limit (EGRESS_LIMIT) bound the
+// plaintext of a response, or of a stream's chunks in sum.
+function responseOver(f: Facts, plain: u64): u32 {
+  if (plain > <u64>RESPONSE_MAX) return err(TOO_LARGE, F_OUTPUT);
+  if (f.egress != 0 && plain > <u64>f.egress) return err(EGRESS_LIMIT, F_OUTPUT);
+  return 0;
+}
+
 // ---- tensor mode ----
 const RKEY = memory.data(32, 16);
 const RNONCE = memory.data(12, 16);
@@ -152,9 +160,10 @@ function runTensors(i: u32, f: Facts): u32 {
     return err(ACCELERATOR_FAILED, F_OUTPUT);
   }
   const plainLen: usize = 9 + on;
-  if (plainLen > RESPONSE_MAX || (f.egress != 0 && <u64>plainLen > <u64>f.egress)) {
+  const over = responseOver(f, <u64>plainLen);
+  if (over != 0) {
     wipe(o, on);
-    return err(EGRESS_LIMIT, F_OUTPUT); // SPEC §5.5
+    return over;
   }
   const out = arenaTake(32 + plainLen + 16);
   if (out == 0) {
@@ -216,7 +225,7 @@ function startGenerate(i: u32, f: Facts, s: u32): u32 {
   if (!wire.failed() && hasSeed > 1) wire.fail(BAD_VALUE, I_HAS_SEED);
   const seedAt = wire.bytesAt(8, I_SEED);
   if (!wire.failed() && hasSeed == 0 && load<u64>(seedAt) != 0) wire.fail(BAD_VALUE, I_SEED); // MUST be 0
-  wire.finish(I_SEED);
+  wire.finish(F_INNER);
   if (wire.failed()) return wire.errorCode();
   // Tokenize by greedy longest match; every byte must be covered (SPEC §7.5).
   const toks = tokensOf(s);
@@ -413,10 +422,11 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
   const stop = load<u32>(st, T_STOP);
   freeStream(<u32>s);
   const plainLen: usize = 13 + textLen + 5;
-  if (lastError != 0 || (f.egress != 0 && <u64>plainLen > <u64>f.egress) || plainLen > RESPONSE_MAX) {
+  const e2 = lastError != 0 ? lastError : responseOver(f, <u64>plainLen);
+  if (e2 != 0) {
     wipe(text, textLen);
     wipe(SECRET, 32);
-    return lastError != 0 ? lastError : err(EGRESS_LIMIT, F_OUTPUT);
+    return e2;
   }
   wire.wbegin(body);
   wire.wmagic(wire.kind(0x52, 0x50)); // "RP"
@@ -519,10 +529,11 @@ export function inferNext(h: u32): u32 {
   if (stop == 0 && load<u32>(st, T_GENERATED) >= load<u32>(st, T_MAX)) stop = 2;
   const plainLen: usize = 16 + textLen + 1;
   const egress = <u64>load<u32>(st, T_EGRESS) + <u64>plainLen; // SPEC §13: the sum of chunk plaintexts
-  if (egress > <u64>RESPONSE_MAX || (f.egress != 0 && egress > <u64>f.egress)) {
+  const over = responseOver(f, egress);
+  if (over != 0) {
     wipe(text, textLen);
     freeStream(<u32>s);
-    return err(EGRESS_LIMIT, F_OUTPUT);
+    return over;
   }
   store<u32>(st, <u32>egress, T_EGRESS);
   wire.wbegin(body);

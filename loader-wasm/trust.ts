@@ -33,7 +33,7 @@ export function initTrust(p: usize, len: usize): u32 {
   if (!wire.failed() && (n < 1 || n > 32)) wire.fail(BAD_LENGTH, T_COUNT); // SPEC §3: n in 1..32
   if (!wire.failed() && (k < 1 || k > n)) wire.fail(BAD_VALUE, T_THRESHOLD); // SPEC §3: 1 ≤ k ≤ n
   const keys = wire.bytesAt(<usize>n * 32, T_KEYS);
-  wire.finish(T_KEYS);
+  wire.finish(F_TRUST);
   if (wire.failed()) return wire.errorCode();
   // Variable time: inputs are public.
   for (let i: u32 = 0; i < n; i++) {
@@ -97,7 +97,7 @@ export function enoughSignatures(bundle: usize, bundleLen: usize, signed: usize,
   const n = wire.u8r(S_COUNT);
   if (!wire.failed() && (n < 1 || n > 32)) wire.fail(BAD_LENGTH, S_COUNT); // SPEC §6: 1..32
   const entries = wire.bytesAt(<usize>n * 96, S_ENTRY);
-  wire.finish(S_ENTRY);
+  wire.finish(F_SIGNATURES);
   if (wire.failed()) return wire.errorCode();
   let counted: u32 = 0; // bit i: reviewer i already counted (step 2: distinct keys)
   let valid: u32 = 0;
