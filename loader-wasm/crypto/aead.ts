@@ -36,8 +36,9 @@ function finish(aadLen: usize, len: usize): void {
   poly1305Final(PCTX, BLOCK);
 }
 
-// Ciphertext to dst (dst == src or disjoint), tag to `tag`. Lengths below 2^32 keep the
-// block counter far from its 2^32 limit (RFC 8439 §2.8 note 1), so nothing can fail.
+// Ciphertext to dst (dst == src, or not overlapping it), then the tag to `tag` (outside dst).
+// Lengths below 2^32 keep the block counter far from its 2^32 limit (RFC 8439 §2.8 note 1),
+// so nothing can fail.
 export function aeadSeal(key: usize, nonce: usize, aad: usize, aadLen: usize, src: usize, len: usize,
   dst: usize, tag: usize): void {
   begin(key, nonce, aad, aadLen);
