@@ -116,7 +116,7 @@ export const FIELD_GROUPS: readonly FieldGroup[] = [
     title: "TrustConfig",
     structures: ["trust_config"],
     rows: [
-      row(0x0101, "TrustConfig magic", "magic"),
+      row(0x0101, "TrustConfig magic (and its size)", "magic", "size"),
       row(0x0102, "TrustConfig threshold", "threshold"),
       row(0x0103, "TrustConfig count", "count"),
       row(0x0104, "TrustConfig reviewer_key", "reviewer_key"),
@@ -137,9 +137,9 @@ export const FIELD_GROUPS: readonly FieldGroup[] = [
       row(0x0302, "Manifest name", "name"),
       row(0x0303, "Manifest version", "version"),
       row(0x0304, "Manifest graph_sha256", "graph_sha256"),
-      row(0x0305, "Manifest graph_size (and the graph)", "graph_size", "graph"),
-      row(0x0306, "Manifest inputs (count, any TensorSpec field)", "input_count", "inputs"),
-      row(0x0307, "Manifest outputs (count, any TensorSpec field)", "output_count", "outputs"),
+      row(0x0305, "Manifest graph_size (and a graph over GRAPH_MAX)", "graph_size", "graph"),
+      row(0x0306, "Manifest inputs (count, any TensorSpec field, the generate input shape)", "input_count", "inputs"),
+      row(0x0307, "Manifest outputs (count, any TensorSpec field, the generate output shape)", "output_count", "outputs"),
       // "generate" alone is the mode's select arm (present exactly when mode = 2).
       row(0x0308, "Manifest mode", "mode", "generate"),
       row(0x0309, "GenerateSpec vocab_size", "generate.vocab_size"),
@@ -180,7 +180,7 @@ export const FIELD_GROUPS: readonly FieldGroup[] = [
       row(0x0504, "WeightsHeader chunk_size", "chunk_size"),
       row(0x0505, "WeightsHeader chunk_count", "chunk_count"),
       row(0x0506, "WeightsHeader plaintext_size", "plaintext_size"),
-      row(0x0507, "a weights chunk", "chunk"),
+      row(0x0507, "a weights chunk (and the commitment)", "chunk"),
     ],
   },
   {
