@@ -1,0 +1,314 @@
+// Trusted: the loader's accelerator import (SPEC §11.3) on ONNX Runtime. It receives
+// plaintext weights (`uploadWeights`) and plaintext tensors (`run`) — what the loader decided
+// to release — so it runs only inside the trusted worker. Plaintext lives here in exactly two
+// places: the per-location staging buffers, from the first byte of a location until the
+// session is built (then wiped with fill(0) and dropped), and, for the length of one `run`,
+// any input copy made for alignment and ONNX Runtime's output arrays (wiped before returning;
+// the returned TensorList is wiped as soon as the loader has copied it). Nothing is logged but
+// public facts (handles, manifest names and sizes, timings).
+import type { Accelerator } from "./loader-instance.ts";
+import { silentLogger, type Logger } from "./log.ts";
+import { ManifestReadError, readManifestFacts, type ManifestFacts } from "./manifest-facts.ts";
+import { OrtRuntime, type OrtConfig, type SyncSession } from "./ort-runtime.ts";
+import { DTYPES, DTYPE_BY_ORT, TENSOR_MAX, readTensorList, typedView, writeTensorList, type OutTensor, type TypedArray } from "./tensorlist.ts";
+
+/** SPEC §12 ACCELERATOR_FAILED: what every failure here returns to the loader. */
+export const ACCELERATOR_FAILED = 64;
+/** ONNX Runtime takes one external-data buffer of at most 2^31 − 1 bytes. */
+export const MAX_LOCATION_BYTES = 2 ** 31 - 1;
+
+export interface OrtAcceleratorOptions {
+  /** Session options; CPU and graph optimisation "all" by default. */
+  config?: OrtConfig;
+  /** An existing runtime (shares the provider decision); built from `config` otherwise. */
+  runtime?: OrtRuntime;
+  log?: Logger;
+  /**
+   * Tests only (the worker never sets it): called with each staging buffer when it is
+   * allocated, so a test can check that it is all zeros after `finishWeights`.
+   */
+  observeStaging?: (program: number, location: string, buffer: Uint8Array) => void;
+}
+
+interface Program {
+  facts: ManifestFacts;
+  /** Public graph bytes, kept until the session exists. */
+  graph?: Uint8Array;
+  /** Per manifest file: its staging buffer once its first byte arrived. */
+  staging: (Uint8Array | undefined)[];
+  /** Bytes of the weights stream received so far (the next expected offset). */
+  received: number;
+  /** Index of the file holding offset `received`. */
+  file: number;
+  session?: SyncSession;
+  /** Set when a call failed: the program takes no further weights (the loader drops it). */
+  failed: boolean;
+}
+
+class Refusal extends Error {}
+
+/** Zeroes a typed array through its bytes (BigInt64Array.fill(0) would throw). */
+const wipeTyped = (a: ArrayBufferView): void => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).fill(0) as unknown as void;
+
+export class OrtAccelerator implements Accelerator {
+  readonly runtime: OrtRuntime;
+  private readonly programs = new Map<number, Program>();
+  private readonly log: Logger;
+  private failure: string | undefined;
+  private pendingOutput: Uint8Array | undefined;
+
+  constructor(private readonly options: OrtAcceleratorOptions = {}) {
+    this.log = options.log ?? silentLogger;
+    this.runtime = options.runtime ?? new OrtRuntime(options.config ?? {}, this.log);
+  }
+
+  /**
+   * The public reason of the most recent failure, once (cleared when read). The loader reports
+   * every accelerator failure as ACCELERATOR_FAILED; the worker adds this text to its reply.
+   */
+  takeFailure(): string | undefined {
+    const f = this.failure;
+    this.failure = undefined;
+    return f;
+  }
+
+  /** Number of programs with state here (for tests and the worker's accounting). */
+  get programCount(): number {
+    return this.programs.size;
+  }
+
+  private refuse(program: number, reason: string): never {
+    this.failure = reason;
+    this.log.warn("accelerator refused", { program, reason });
+    throw new Refusal(reason);
+  }
+
+  /** Runs `f`; a refusal or any exception becomes ACCELERATOR_FAILED. */
+  private guard<T>(op: string, program: number, f: () => T): T | number {
+    try {
+      return f();
+    } catch (e) {
+      if (!(e instanceof Refusal)) {
+        // An exception's text may quote plaintext (ONNX Runtime's do): only its class is logged.
+        this.failure = `${op} failed (${e instanceof Error ? e.name : typeof e}; details withheld)`;
+        this.log.warn("accelerator error", { program, op, error: e instanceof Error ? e.name : typeof e });
+      }
+      const p = this.programs.get(program);
+      if (p) p.failed = true;
+      return ACCELERATOR_FAILED;
+    }
+  }
+
+  createProgram(program: number, manifest: Uint8Array, graph: Uint8Array): void | number {
+    return this.guard("create-program", program, () => {
+      if (this.programs.has(program)) this.refuse(program, `program ${program} already exists`);
+      let facts: ManifestFacts;
+      try {
+        facts = readManifestFacts(manifest);
+      } catch (e) {
+        if (e instanceof ManifestReadError) this.refuse(program, `manifest: ${e.message}`);
+        throw e;
+      }
+      for (const f of facts.files) {
+        if (f.size > MAX_LOCATION_BYTES) {
+          this.refuse(program,
+            `external-data location "${f.location}" is ${f.size} bytes; ONNX Runtime takes at most ${MAX_LOCATION_BYTES} ` +
+            `bytes per location — seal the weights split into smaller files (host/onnx layoutTensors maxLocationSize)`);
+        }
+      }
+      this.programs.set(program, { facts, graph: new Uint8Array(graph), staging: [], received: 0, file: 0, failed: false });
+      this.log.info("program created", {
+        program, name: facts.name, version: String(facts.version), mode: facts.mode,
+        graphBytes: graph.length, weightsBytes: facts.plaintextSize, files: facts.files.length,
+      });
+    });
+  }
+
+  uploadWeights(program: number, offset: bigint, data: Uint8Array): void | number {
+    return this.guard("upload-weights", program, () => {
+      const p = this.live(program);
+      if (p.session || p.graph === undefined) this.refuse(program, "weights after finish-weights");
+      if (offset !== BigInt(p.received)) this.refuse(program, `weights at offset ${offset}, expected ${p.received} (in order, without gaps or overlap)`);
+      const end = p.received + data.length;
+      if (end > p.facts.plaintextSize) this.refuse(program, `weights run to ${end}, past plaintext_size ${p.facts.plaintextSize}`);
+      let from = 0;
+      while (from < data.length) {
+        // Skip files already full (or empty).
+        while (p.facts.files[p.file].start + p.facts.files[p.file].size <= p.received) p.file++;
+        const f = p.facts.files[p.file];
+        const at = p.received - f.start;
+        const n = Math.min(f.size - at, data.length - from);
+        let buf = p.staging[p.file];
+        if (!buf) {
+          try {
+            buf = new Uint8Array(f.size); // sized exactly, when its first byte arrives
+          } catch {
+            this.refuse(program, `could not allocate ${f.size} bytes of staging for "${f.location}"`);
+          }
+          p.staging[p.file] = buf;
+          this.options.observeStaging?.(program, f.location, buf);
+        }
+        buf.set(data.subarray(from, from + n), at);
+        from += n;
+        p.received += n;
+      }
+    });
+  }
+
+  finishWeights(program: number): void | number {
+    return this.guard("finish-weights", program, () => {
+      const p = this.live(program);
+      if (p.session || p.graph === undefined) this.refuse(program, "finish-weights called twice");
+      try {
+        if (p.received !== p.facts.plaintextSize) {
+          this.refuse(program, `finish-weights after ${p.received} of ${p.facts.plaintextSize} bytes`);
+        }
+        const externalData = p.facts.files
+          .map((f, i) => ({ path: f.location, data: p.staging[i] }))
+          .filter((e): e is { path: string; data: Uint8Array } => e.data !== undefined && e.data.length > 0);
+        const t0 = process.hrtime.bigint();
+        let session: SyncSession;
+        try {
+          session = this.runtime.createSession(p.graph!, externalData);
+        } catch {
+          this.refuse(program, "ONNX Runtime could not build the session (its message is withheld: it may quote weights)");
+        }
+        try {
+          this.checkSignature(program, p.facts, session);
+        } catch (e) {
+          session.dispose();
+          throw e;
+        }
+        p.session = session;
+        p.graph = undefined;
+        this.log.info("session ready", {
+          program, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n), providers: this.runtime.providers.join(","),
+        });
+      } finally {
+        // ONNX Runtime holds its own copy now (or failed): the staging plaintext goes either way.
+        this.wipeStaging(p);
+      }
+      // Give the staging memory back now rather than at V8's leisure (when run with
+      // --expose-gc). Not from inside this call: its frames still hold the buffers.
+      const gc = (globalThis as { gc?: () => void }).gc;
+      if (gc) setImmediate(gc);
+    });
+  }
+
+  /** The graph's inputs and outputs must be the manifest's (names are public). */
+  private checkSignature(program: number, facts: ManifestFacts, s: SyncSession): void {
+    const graphIn = new Map(s.inputs.map((m) => [m.name, m]));
+    const graphOut = new Map(s.outputs.map((m) => [m.name, m]));
+    for (const t of facts.inputs) {
+      const m = graphIn.get(t.name);
+      if (!m) this.refuse(program, `manifest input "${t.name}" is not an input of the graph`);
+      if (!m.isTensor || m.type !== t.dtype) this.refuse(program, `input "${t.name}": graph dtype ${m.type}, manifest ${t.dtype}`);
+    }
+    for (const m of s.inputs) {
+      if (!facts.inputs.some((t) => t.name === m.name)) this.refuse(program, `graph input "${m.name}" is not in the manifest`);
+    }
+    for (const t of facts.outputs) {
+      const m = graphOut.get(t.name);
+      if (!m) this.refuse(program, `manifest output "${t.name}" is not an output of the graph`);
+      if (!m.isTensor || m.type !== t.dtype) this.refuse(program, `output "${t.name}": graph dtype ${m.type}, manifest ${t.dtype}`);
+    }
+  }
+
+  run(program: number, inputs: Uint8Array): Uint8Array | number {
+    this.wipePendingOutput();
+    const copies: TypedArray[] = [];
+    const produced: TypedArray[] = [];
+    try {
+      return this.guard("run", program, () => {
+        const p = this.programs.get(program);
+        if (!p) this.refuse(program, `no program ${program}`);
+        if (!p.session) this.refuse(program, "run before the session exists");
+        let list;
+        try {
+          list = readTensorList(inputs);
+        } catch {
+          this.refuse(program, "inputs are not a well-formed tensor list");
+        }
+        const feeds: Record<string, InstanceType<OrtRuntime["Tensor"]>> = {};
+        const Tensor = this.runtime.Tensor;
+        list.forEach((t, i) => {
+          const spec = p.facts.inputs[i];
+          if (!spec || spec.name !== t.name || spec.dtype !== t.dtype) this.refuse(program, `input ${i} does not match the manifest`);
+          const { array, copied } = typedView(t.dtype, t.data);
+          if (copied) copies.push(array);
+          feeds[t.name] = new Tensor(DTYPES[t.dtype].ort as never, array as never, t.dims);
+        });
+        if (list.length !== p.facts.inputs.length) this.refuse(program, "input count does not match the manifest");
+        const fetches = Object.fromEntries(p.facts.outputs.map((o) => [o.name, null]));
+        const result = p.session.run(feeds, fetches);
+        const outs: OutTensor[] = [];
+        for (const spec of p.facts.outputs) {
+          const r = result[spec.name];
+          if (!r) this.refuse(program, `ONNX Runtime returned no "${spec.name}"`);
+          const data = r.data as TypedArray;
+          if (!ArrayBuffer.isView(data)) this.refuse(program, `output "${spec.name}" is not a numeric tensor`);
+          produced.push(data);
+          const dtype = DTYPE_BY_ORT[r.type];
+          if (dtype === undefined) this.refuse(program, `output "${spec.name}" has type ${r.type}, not a SPEC §5.2 dtype`);
+          if (data.byteLength > TENSOR_MAX) this.refuse(program, `output "${spec.name}" is over TENSOR_MAX`);
+          outs.push({ name: spec.name, dtype, dims: r.dims, bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) });
+        }
+        for (const [k, r] of Object.entries(result)) {
+          if (!p.facts.outputs.some((o) => o.name === k) && ArrayBuffer.isView(r.data)) produced.push(r.data as TypedArray);
+        }
+        let out: Uint8Array;
+        try {
+          out = writeTensorList(outs);
+        } catch {
+          this.refuse(program, "outputs do not fit a tensor list");
+        }
+        // The loader copies the list into its memory as soon as run returns; the copy here is
+        // wiped at the next run or, at the latest, once the current call stack has unwound.
+        this.pendingOutput = out;
+        queueMicrotask(() => this.wipePendingOutput());
+        return out;
+      });
+    } finally {
+      for (const a of copies) wipeTyped(a);
+      for (const a of produced) wipeTyped(a);
+    }
+  }
+
+  dropProgram(program: number): void {
+    const p = this.programs.get(program);
+    if (!p) return;
+    this.programs.delete(program);
+    this.wipeStaging(p);
+    p.graph = undefined;
+    try {
+      p.session?.dispose();
+    } catch {
+      // Nothing to report: the session is gone either way.
+    }
+    p.session = undefined;
+    this.log.info("program dropped", { program });
+  }
+
+  /** Drops every program (worker shutdown). */
+  close(): void {
+    for (const h of [...this.programs.keys()]) this.dropProgram(h);
+    this.wipePendingOutput();
+  }
+
+  private live(program: number): Program {
+    const p = this.programs.get(program);
+    if (!p) this.refuse(program, `no program ${program}`);
+    if (p.failed) this.refuse(program, "program failed earlier; load it again");
+    return p;
+  }
+
+  private wipeStaging(p: Program): void {
+    for (const b of p.staging) b?.fill(0);
+    p.staging = [];
+  }
+
+  private wipePendingOutput(): void {
+    this.pendingOutput?.fill(0);
+    this.pendingOutput = undefined;
+  }
+}
