@@ -299,7 +299,7 @@ function step(i: u32, f: Facts, s: u32): i32 {
   wire.w8(2);
   wire.w32(1);
   wire.w32(n);
-  const data = p + 14 + nameLen;
+  const data = p + 12 + nameLen; // after count, name, dtype, rank and two dims
   for (let k: u32 = 0; k < n; k++) store<u64>(data + <usize>k * 8, <u64>load<u32>(toks + <usize>k * 4));
   const a = host.run(handleOf(i), p, len);
   wipe(p, len);

@@ -184,13 +184,8 @@ describe("trusted worker: sealed inference matches ONNX Runtime bit for bit", ()
     await client.unloadProgram(h);
   });
 
-  // KNOWN LOADER BUG (reported, not ours to fix): loader-wasm/request.ts step() writes the int64
-  // token ids at `p + 14 + nameLen`, two bytes past the data of the TensorList it builds
-  // (count 1 + name length 1 + name + dtype 1 + rank 1 + dims 8 = 12 + nameLen), so ONNX
-  // Runtime sees id << 16 and a token-dependent model fails (Gather out of bounds). This test
-  // runs a token-dependent bigram model; `it.fails` keeps the suite green and will flag the
-  // fix: when it starts passing, turn it into a plain `it`.
-  it.fails("generate mode with token-dependent logits (bigram) — fails until the loader's input-id offset is fixed", async () => {
+  // A token-dependent bigram model: catches any misplaced token id in the loader's input tensor.
+  it("generate mode with token-dependent logits (bigram)", async () => {
     const tokens = ["<e>", "a", "b", "c", " ", "ab"];
     const next = [0, 2, 3, 4, 1, 3];
     const V = tokens.length;
