@@ -142,12 +142,16 @@ function runTensors(i: u32, f: Facts): u32 {
   wire.begin(innerPtr, innerLen);
   wire.magic(wire.kind(0x52, 0x51), I_MAGIC); // "RQ"
   const kind = wire.u8r(I_KIND);
-  if (wire.failed()) return wire.errorCode();
-  if (kind != 1) return err(SCHEMA_VIOLATION, I_KIND); // §7.4: a tensor program takes kind 1
+  let e: u32 = wire.failed() ? wire.errorCode() : 0;
+  if (e == 0 && kind != 1) e = err(SCHEMA_VIOLATION, I_KIND); // §7.4: a tensor program takes kind 1
   const inputs = innerPtr + 9;
   // §7.3: the inputs match the signed schema exactly, with nothing after them.
-  if (!matchesSchema(inputs, innerLen - 9, base + f.inputsOff) || listEnd != innerPtr + innerLen) {
-    return err(SCHEMA_VIOLATION, I_INPUTS);
+  if (e == 0 && (!matchesSchema(inputs, innerLen - 9, base + f.inputsOff) || listEnd != innerPtr + innerLen)) {
+    e = err(SCHEMA_VIOLATION, I_INPUTS);
+  }
+  if (e != 0) {
+    wipe(innerPtr, innerLen);
+    return e;
   }
   const a = host.run(handleOf(i), inputs, innerLen - 9);
   wipe(innerPtr, innerLen);
