@@ -1,0 +1,375 @@
+// npm run bench:infer [-- --json] [--requests 2000] [--block 100] [--gen-runs 7] [--gen-tokens 48]
+// Latency of confidential inference through a real worker vs ONNX Runtime run directly in this
+// process on the same model, with the same session options and the same inputs.
+//
+// Confidential request, timed end to end in this process: the client seals the request
+// (host/formats sealRequest: HPKE to the loader's key) → worker channel (stdin/stdout frames)
+// → the loader opens it, validates it against the manifest, runs ONNX Runtime, seals the
+// response → the client opens it (openResponse). A fresh sealed request every time (the
+// loader refuses replays).
+// Plain: `await session.run(feeds)` (onnxruntime-node's public API) in this process.
+// Both paths alternate in blocks; p50/p99 are over all requests of a path. Components of the
+// confidential path are measured the same way afterwards, to show where the time goes.
+// Generation: the worker streams (infer-begin/next, one record per token) a greedy, seeded
+// request; the plain side is a JS greedy loop calling session.run on the growing context.
+import { readFileSync } from "node:fs";
+import * as ort from "onnxruntime-node";
+import * as F from "../host/formats/index.ts";
+import { syntheticMlp, type SyntheticMlp } from "../host/onnx/build.ts";
+import { externalData } from "../host/onnx/run.ts";
+import { OrtAccelerator } from "../host/trusted/accelerator-ort.ts";
+import { LoaderInstance } from "../host/trusted/loader-instance.ts";
+import { REPO_ROOT } from "../host/worker/client.ts";
+import { argmaxLast, generateModel, generateSpec, tokenize } from "./lib/generate-model.ts";
+import { fastSealer } from "./lib/fast-client.ts";
+import { tempDir } from "./lib/proc.ts";
+import { median, msSince, nowNs, percentile, round, table, usSince } from "./lib/stats.ts";
+import { makeTrust, newKey, readyWorker, sealInMemory, type Program, type ProgramSpec } from "./lib/veil.ts";
+
+const argv = process.argv.slice(2);
+const json = argv.includes("--json");
+const opt = (name: string, dflt: number) => {
+  const i = argv.indexOf(`--${name}`);
+  return i >= 0 ? Number(argv[i + 1]) : dflt;
+};
+const REQUESTS = opt("requests", 2000);
+const BLOCK = opt("block", 100);
+const BIG_REQUESTS = opt("big-requests", 300);
+const BIG_BLOCK = opt("big-block", 25);
+const GEN_RUNS = opt("gen-runs", 7);
+const GEN_TOKENS = opt("gen-tokens", 48);
+const SMALL_BATCH = 1;
+const PARTS = opt("parts", 500);
+const MAX_BATCH = 256;
+
+const t0All = nowNs();
+ort.env.logLevel = "fatal";
+// host/trusted/ort-runtime.ts: what the worker's sessions get (no config given to the worker).
+const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
+const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 };
+
+const trust = makeTrust();
+const key = newKey();
+const tmp = tempDir("veil-bench-infer-");
+const worker = await readyWorker(trust, key, { logLevel: "warn" });
+const { client, report } = worker;
+
+// The same loader and accelerator code in this process (no channel, no client crypto), for the breakdown.
+const local = LoaderInstance.create(readFileSync(`${REPO_ROOT}/build/loader.wasm`), { accelerator: new OrtAccelerator({ config: {} }) });
+const localReport = local.init(trust.trustConfig, new Uint8Array(32).fill(3));
+local.unwrapKey(F.wrapKey({ report: localReport, keyId: key.keyId, dataKey: key.dataKey }));
+
+async function load(spec: ProgramSpec, files: SyntheticMlp["files"]): Promise<{ program: Program; handle: number; localHandle: number }> {
+  const { program, sealed } = await sealInMemory(trust, key, spec, files);
+  const handle = await client.loadProgram(program.manifest.bytes, program.bundle, program.graph);
+  const localHandle = local.loadProgram(program.manifest.bytes, program.bundle, program.graph);
+  for await (const piece of F.splitSealedWeights(sealed)) {
+    await client.loadWeights(handle, piece);
+    local.loadWeights(localHandle, piece);
+  }
+  return { program, handle, localHandle };
+}
+
+console.log(`bench:infer — confidential inference (client → worker → loader → ONNX Runtime → client) vs session.run in this process`);
+console.log(`  ${process.version}, onnxruntime-node ${ort.env.versions.common ?? ""}; session options (both sides): cpu, graphOptimizationLevel "all", default threads; worker over stdin/stdout`);
+console.log(`  method: fresh sealed request each time; paths alternate in blocks; p50/p99 over all requests of a path`);
+
+type Sample = number[];
+const stat = (xs: Sample) => ({ p50: percentile(xs, 50), p99: percentile(xs, 99) });
+
+/** Runs each contender `total` times, in alternating blocks of `block`; returns µs samples. */
+async function interleave(contenders: Record<string, () => Promise<number> | number>, total: number, block: number, warmup = 20): Promise<Record<string, Sample>> {
+  const names = Object.keys(contenders);
+  for (const n of names) for (let i = 0; i < warmup; i++) await contenders[n]();
+  const out: Record<string, Sample> = Object.fromEntries(names.map((n) => [n, []]));
+  for (let b = 0; b * block < total; b++) {
+    const order = names.map((_, i) => names[(i + b) % names.length]);
+    for (const n of order) for (let i = 0; i < Math.min(block, total - b * block); i++) out[n].push(await contenders[n]());
+  }
+  return out;
+}
+
+interface TensorCase {
+  label: string;
+  plain: Sample;
+  conf: Sample;
+  /** What-if: the same request sealed with OpenSSL's X25519 (bench/lib/fast-client.ts). */
+  confFast: Sample;
+  batch: number;
+  mlp: SyntheticMlp;
+  parts?: Record<string, Sample>;
+}
+
+async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total: number, block: number, withParts: boolean): Promise<TensorCase> {
+  const { program, handle, localHandle } = await load({
+    name: label, graph: mlp.graph,
+    inputs: [{ name: "x", dtype: 1, dims: [{ min: 1, max: MAX_BATCH }, { min: mlp.inputDim, max: mlp.inputDim }] }],
+    outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: MAX_BATCH }, { min: mlp.outputDim, max: mlp.outputDim }] }],
+  }, mlp.files);
+  const session = await ort.InferenceSession.create(mlp.graph, { ...SESSION_OPTIONS, externalData: await externalData(mlp.files) });
+  const input = mlp.sampleInput(batch, 5);
+  const feeds = { x: new ort.Tensor("float32", input, [batch, mlp.inputDim]) };
+  const inner = F.encodeInnerRequest({ kind: 1, inputs: [{ name: "x", dtype: 1, dims: [batch, mlp.inputDim], data: new Uint8Array(input.buffer.slice(0)) }] });
+  const seal = () => F.sealRequest({ loader: report, programDigest: program.manifest.digest, request: inner });
+
+  // Same output on both paths, bit for bit.
+  const want = (await session.run(feeds, RUN_OPTIONS)).y.data as Float32Array;
+  const one = seal();
+  const got = one.response.openResponse(await client.infer(handle, one.bytes));
+  if (got.kind !== 1 || !Buffer.from(got.outputs[0].data).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))) {
+    throw new Error(`${label}: the confidential output differs from session.run's`);
+  }
+
+  const plain = async () => {
+    const t = nowNs();
+    await session.run(feeds, RUN_OPTIONS);
+    return usSince(t);
+  };
+  const conf = async () => {
+    const t = nowNs();
+    const req = seal();
+    const res = req.response.openResponse(await client.infer(handle, req.bytes));
+    const us = usSince(t);
+    if (res.kind !== 1) throw new Error("bad response");
+    return us;
+  };
+  const sealFast = fastSealer(report, program.manifest.digest);
+  const check = sealFast(inner);
+  const gotFast = check.response.openResponse(await client.infer(handle, check.bytes));
+  if (gotFast.kind !== 1 || !Buffer.from(gotFast.outputs[0].data).equals(Buffer.from(got.outputs[0].data))) throw new Error(`${label}: what-if client's output differs`);
+  const confFast = async () => {
+    const t = nowNs();
+    const req = sealFast(inner);
+    const res = req.response.openResponse(await client.infer(handle, req.bytes));
+    const us = usSince(t);
+    if (res.kind !== 1) throw new Error("bad response");
+    return us;
+  };
+  const main = await interleave({ plain, conf, confFast }, total, block);
+  let parts: Record<string, Sample> | undefined;
+  if (withParts) {
+    // Where the confidential request's time goes: each part timed alone, its setup untimed.
+    const localSeal = () => F.sealRequest({ loader: localReport, programDigest: program.manifest.digest, request: inner });
+    parts = await interleave({
+      "client: sealRequest (host/formats, HPKE on @noble)": () => {
+        const t = nowNs();
+        seal();
+        return usSince(t);
+      },
+      "worker round trip: channel + loader + ORT (request sealed beforehand)": async () => {
+        const req = seal();
+        const t = nowNs();
+        await client.infer(handle, req.bytes);
+        return usSince(t);
+      },
+      "client: openResponse": async () => {
+        const req = seal();
+        const bytes = await client.infer(handle, req.bytes);
+        const t = nowNs();
+        req.response.openResponse(bytes);
+        return usSince(t);
+      },
+      "channel only: worker hello round trip": async () => {
+        const t = nowNs();
+        await client.hello();
+        return usSince(t);
+      },
+      "loader + ORT in this process (LoaderInstance.infer, no channel)": () => {
+        const req = localSeal();
+        const t = nowNs();
+        local.infer(localHandle, req.bytes);
+        return usSince(t);
+      },
+    }, Math.min(total, PARTS), BLOCK / 2, 5);
+  }
+  await session.release();
+  await client.unloadProgram(handle);
+  local.unloadProgram(localHandle);
+  return { label, plain: main.plain, conf: main.conf, confFast: main.confFast, batch, mlp, parts };
+}
+
+// ---- tensor mode: a small MLP, then one whose plain run takes ≥ 10 ms ----
+const small = await tensorCase("small-mlp", syntheticMlp({ weightsMiB: 1, seed: 21 }), SMALL_BATCH, REQUESTS, BLOCK, true);
+
+const bigMlp = syntheticMlp({ weightsMiB: 16, hidden: 1024, seed: 31 });
+let bigBatch = 0;
+const calibration: string[] = [];
+{
+  const s = await ort.InferenceSession.create(bigMlp.graph, { ...SESSION_OPTIONS, externalData: await externalData(bigMlp.files) });
+  for (const b of [8, 12, 16, 20, 24, 32, 40, 48, 64, 96, 128, 192, 256]) {
+    const feeds = { x: new ort.Tensor("float32", bigMlp.sampleInput(b, 5), [b, bigMlp.inputDim]) };
+    const xs: number[] = [];
+    for (let i = 0; i < 25; i++) {
+      const t = nowNs();
+      await s.run(feeds, RUN_OPTIONS);
+      xs.push(usSince(t));
+    }
+    const p50 = percentile(xs.slice(5), 50);
+    calibration.push(`batch ${b}: ${(p50 / 1e3).toFixed(1)} ms`);
+    bigBatch = b;
+    if (p50 >= 12_000) break; // margin over 10 ms: the machine is noisy
+  }
+  await s.release();
+}
+const big = await tensorCase("10ms-mlp", bigMlp, bigBatch, BIG_REQUESTS, BIG_BLOCK, false);
+
+// ---- generate mode ----
+const gm = await generateModel(tmp.dir);
+const gen = generateSpec(gm, GEN_TOKENS, 1);
+const genSpecs = F.generateTensorSpecs(gen, { positions: gm.positions, inputName: gm.input, outputName: gm.output });
+const genLoaded = await load({ name: "bench-lm", graph: gm.graph, generate: gen, ...genSpecs }, gm.files);
+const genSession = await ort.InferenceSession.create(gm.graph, { ...SESSION_OPTIONS, externalData: await externalData(gm.files) });
+await gm.close();
+const utf8 = new TextEncoder();
+const prompt = (() => {
+  for (const p of ["It was the whale. ", "call me ishmael. ", "the sea and the ship "]) {
+    try {
+      tokenize(utf8.encode(p), gm.tokens);
+      return utf8.encode(p);
+    } catch {
+      // a byte this vocabulary lacks: try the next
+    }
+  }
+  return new Uint8Array(Buffer.concat(gm.tokens.filter((_, i) => i !== gm.endToken).slice(0, 8)));
+})();
+const vocab = gm.tokens.length;
+
+async function plainGenerate(): Promise<{ us: number; tokens: number[] }> {
+  const t = nowNs();
+  const ids = tokenize(prompt, gm.tokens);
+  const out: number[] = [];
+  for (let i = 0; i < GEN_TOKENS; i++) {
+    const ctx = ids.slice(-gm.contextLength);
+    const res = await genSession.run({ [gm.input]: new ort.Tensor("int64", BigInt64Array.from(ctx, (x) => BigInt(x)), [1, ctx.length]) }, RUN_OPTIONS);
+    const next = argmaxLast(res[gm.output].data as Float32Array, vocab);
+    if (next === gm.endToken) break;
+    ids.push(next);
+    out.push(next);
+  }
+  return { us: usSince(t), tokens: out };
+}
+
+async function confidentialGenerate(): Promise<{ us: number; tokens: number; text: Uint8Array; records: number }> {
+  const t = nowNs();
+  const req = F.sealRequest({
+    loader: report, programDigest: genLoaded.program.manifest.digest,
+    request: { kind: 2, prompt, maxNewTokens: GEN_TOKENS, temperatureMilli: 0, topK: 0, seed: 42n },
+  });
+  const opener = req.response.openStream();
+  const chunks: F.StreamChunk[] = [];
+  let records = 0;
+  for await (const piece of client.stream(genLoaded.handle, req.bytes)) {
+    chunks.push(...opener.push(piece));
+    records++;
+  }
+  opener.end();
+  const us = usSince(t);
+  return { us, tokens: chunks.reduce((a, c) => a + c.tokens, 0), text: new Uint8Array(Buffer.concat(chunks.map((c) => c.text))), records };
+}
+
+await plainGenerate(); // warm up both
+await confidentialGenerate();
+const genRuns: { plain: number; conf: number; tokens: number }[] = [];
+let genText = "";
+let genSame = true;
+for (let r = 0; r < GEN_RUNS; r++) {
+  let p: Awaited<ReturnType<typeof plainGenerate>>;
+  let c: Awaited<ReturnType<typeof confidentialGenerate>>;
+  if (r % 2 === 0) {
+    p = await plainGenerate();
+    c = await confidentialGenerate();
+  } else {
+    c = await confidentialGenerate();
+    p = await plainGenerate();
+  }
+  const plainText = Buffer.concat(p.tokens.map((i) => gm.tokens[i]));
+  genSame &&= plainText.equals(Buffer.from(c.text)) && p.tokens.length === c.tokens;
+  genText = new TextDecoder().decode(c.text);
+  genRuns.push({ plain: p.us, conf: c.us, tokens: c.tokens });
+}
+if (!genSame) throw new Error("generate: the confidential greedy text differs from the plain greedy loop's");
+const perToken = median(genRuns.map((g) => (g.conf - g.plain) / g.tokens));
+await genSession.release();
+await client.unloadProgram(genLoaded.handle);
+
+// ---- the client's X25519, which dominates sealRequest here ----
+const x25519Us = await (async () => {
+  const { x25519 } = await import("@noble/curves/ed25519.js");
+  const crypto = await import("node:crypto");
+  const a = x25519.utils.randomSecretKey();
+  const b = x25519.getPublicKey(x25519.utils.randomSecretKey());
+  const kp = crypto.generateKeyPairSync("x25519");
+  const peer = crypto.createPublicKey({ key: { kty: "OKP", crv: "X25519", x: Buffer.from(b).toString("base64url") }, format: "jwk" });
+  const time = (f: () => void, n: number) => {
+    for (let i = 0; i < 5; i++) f();
+    const xs: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const t = nowNs();
+      f();
+      xs.push(usSince(t));
+    }
+    return median(xs);
+  };
+  return {
+    noble: time(() => void x25519.getSharedSecret(a, b), 100),
+    openssl: time(() => void crypto.diffieHellman({ privateKey: kp.privateKey, publicKey: peer }), 300),
+  };
+})();
+
+await client.close();
+tmp.cleanup();
+
+// ---- report ----
+const us = (x: number) => Number(x.toFixed(0));
+const smallPlain = stat(small.plain);
+const smallConf = stat(small.conf);
+const bigPlain = stat(big.plain);
+const bigConf = stat(big.conf);
+const overheadSmall = smallConf.p50 - smallPlain.p50;
+const ratioBig = bigConf.p50 / bigPlain.p50;
+
+console.log("");
+console.log(`models: small = synthetic MLP ${small.mlp.layers} layers, hidden ${small.mlp.hidden} (${(small.mlp.weightBytes / 2 ** 20).toFixed(1)} MiB), batch ${small.batch};`);
+console.log(`        10 ms = synthetic MLP ${big.mlp.layers} layers, hidden ${big.mlp.hidden} (${(big.mlp.weightBytes / 2 ** 20).toFixed(1)} MiB), batch ${big.batch} (plain p50 by batch: ${calibration.join(", ")})`);
+console.log(`requests: ${small.plain.length} per path (blocks of ${BLOCK}) for the small model, ${big.plain.length} per path (blocks of ${BIG_BLOCK}) for the 10 ms model`);
+table(
+  ["model", "path", "p50 µs", "p99 µs", "requests"],
+  [
+    ["small", "plain session.run", us(smallPlain.p50), us(smallPlain.p99), small.plain.length],
+    ["small", "confidential (seal → worker → open)", us(smallConf.p50), us(smallConf.p99), small.conf.length],
+    ["small", "what-if: same, client X25519 from node:crypto", us(stat(small.confFast).p50), us(stat(small.confFast).p99), small.confFast.length],
+    ["10 ms", "plain session.run", us(bigPlain.p50), us(bigPlain.p99), big.plain.length],
+    ["10 ms", "confidential (seal → worker → open)", us(bigConf.p50), us(bigConf.p99), big.conf.length],
+    ["10 ms", "what-if: same, client X25519 from node:crypto", us(stat(big.confFast).p50), us(stat(big.confFast).p99), big.confFast.length],
+  ],
+);
+const overheadSmallFast = stat(small.confFast).p50 - smallPlain.p50;
+const ratioBigFast = stat(big.confFast).p50 / bigPlain.p50;
+console.log(`small: confidential − plain at p50 = ${overheadSmall.toFixed(0)} µs (what-if client: ${overheadSmallFast.toFixed(0)} µs);  10 ms model: confidential / plain at p50 = ${ratioBig.toFixed(3)}× (what-if client: ${ratioBigFast.toFixed(3)}×)`);
+console.log("");
+console.log(`small model, the confidential path's parts (each timed alone, ${Object.values(small.parts!)[0].length} samples):`);
+table(["part", "p50 µs", "p99 µs"], Object.entries(small.parts!).map(([k, v]) => [k, us(stat(v).p50), us(stat(v).p99)]));
+console.log(`X25519 shared secret, median of single calls: @noble/curves ${x25519Us.noble.toFixed(0)} µs, node:crypto (OpenSSL) ${x25519Us.openssl.toFixed(0)} µs; sealRequest does two (ephemeral public key + DH)`);
+console.log("");
+console.log(`generate: ${gm.source}`);
+console.log(`  prompt ${JSON.stringify(new TextDecoder().decode(prompt))}, greedy (temperature 0, seed 42), max ${GEN_TOKENS} new tokens, streamed with tokens_per_chunk 1 (one infer-next per token); plain = JS greedy loop over session.run on the growing context`);
+console.log(`  both produce the same text: ${JSON.stringify(genText.slice(0, 80))}`);
+table(
+  ["run", "tokens", "plain ms", "confidential ms", "plain µs/token", "confidential µs/token", "overhead µs/token"],
+  genRuns.map((g, i) => [i + 1, g.tokens, Number((g.plain / 1e3).toFixed(1)), Number((g.conf / 1e3).toFixed(1)), us(g.plain / g.tokens), us(g.conf / g.tokens), us((g.conf - g.plain) / g.tokens)]),
+);
+console.log(`generate: median overhead ${perToken.toFixed(0)} µs/token over ${GEN_RUNS} runs; whole bench ${(msSince(t0All) / 1e3).toFixed(0)} s`);
+
+if (json) {
+  console.log(JSON.stringify({
+    infer_small_overhead_us_p50: round(overheadSmall, 1),
+    infer_10ms_model_ratio_p50: round(ratioBig, 3),
+    generate_token_overhead_us: round(perToken, 1),
+    whatif_openssl_client_small_overhead_us_p50: round(overheadSmallFast, 1),
+    whatif_openssl_client_10ms_ratio_p50: round(ratioBigFast, 3),
+    infer_small_plain_us_p50: round(smallPlain.p50, 1),
+    infer_small_confidential_us_p50: round(smallConf.p50, 1),
+    infer_10ms_plain_us_p50: round(bigPlain.p50, 1),
+    infer_10ms_confidential_us_p50: round(bigConf.p50, 1),
+  }));
+}
