@@ -105,7 +105,12 @@ export function createBroker(opts: BrokerOptions): Broker {
   else {
     const path = opts.audit ?? (opts.dir ? join(opts.dir, "audit.log") : undefined);
     if (!path) throw new TypeError("createBroker: pass audit (a path) when there is no dir");
-    audit = AuditLog.open(path);
+    try {
+      audit = AuditLog.open(path);
+    } catch (e) {
+      if (!opts.store) store.close(); // wipes the broker key copy it holds
+      throw e;
+    }
   }
   const nonces = new NonceTracker(opts.nonces);
   let closed = false;
