@@ -28,6 +28,7 @@ export const Req = {
   INFER_BEGIN: 0x09, //    u32 program ‖ vec32 request      → u32 stream
   INFER_NEXT: 0x0a, //     u32 stream                       → response nonce, then one StreamRecord
   INFER_CANCEL: 0x0b, //   u32 stream                       → (empty)
+  EVIDENCE: 0x0c, //       vec32 nonce                      → Evidence (host/attest/README.md §1) for the report on nonce
   SHUTDOWN: 0x0f, //       (empty)                          → (empty), then the worker exits
 } as const;
 export type ReqType = (typeof Req)[keyof typeof Req];
@@ -51,6 +52,10 @@ export const WorkerCode = {
   SHUTTING_DOWN: 4,
   /** The loader failed in a way it must never fail (a trap); the worker exits after replying. */
   INTERNAL: 5,
+  /** `evidence` asked of a worker started without an attester (--platform-key or --attester tsm). */
+  NO_ATTESTER: 6,
+  /** The attester failed (configfs-tsm I/O, provider, generation conflicts, self-check). */
+  ATTEST_FAILED: 7,
 } as const;
 export type WorkerCodeName = keyof typeof WorkerCode;
 export const WORKER_CODE_NAMES: Readonly<Record<number, WorkerCodeName>> = Object.fromEntries(
@@ -69,6 +74,7 @@ export const REQ_NAMES: Readonly<Record<number, string>> = {
   [Req.INFER_BEGIN]: "infer-begin",
   [Req.INFER_NEXT]: "infer-next",
   [Req.INFER_CANCEL]: "infer-cancel",
+  [Req.EVIDENCE]: "evidence",
   [Req.SHUTDOWN]: "shutdown",
 };
 

@@ -5,6 +5,7 @@
 // and never logged or kept.
 import type { Readable, Writable } from "node:stream";
 import type { OrtAccelerator } from "./accelerator-ort.ts";
+import { AttestFailure, type WorkerEvidence } from "./attest.ts";
 import { LoaderError, type LoaderInstance } from "./loader-instance.ts";
 import type { Logger } from "./log.ts";
 import {
@@ -29,6 +30,8 @@ export interface ServiceOptions {
   loader: LoaderInstance;
   accelerator: OrtAccelerator;
   hello: HelloInfo;
+  /** The worker's evidence producer (attest.ts); without one, `evidence` is refused with NO_ATTESTER. */
+  evidence?: WorkerEvidence;
   log: Logger;
   maxFrame?: number;
   /** After a shutdown request was answered (or the last connection of a stdio worker ended). */
@@ -206,6 +209,13 @@ export class WorkerService {
       } else if (e instanceof ProtocolError) {
         this.o.log.warn("malformed request", { op, id: job.id, reason: e.message });
         this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(WorkerCode.BAD_FRAME, e.message));
+      } else if (e instanceof Refusal) {
+        this.o.log.warn("request refused", { op, id: job.id, code: e.code });
+        this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(e.code, e.message));
+      } else if (e instanceof AttestFailure) {
+        // Public facts only: configfs paths, errno codes, provider names.
+        this.o.log.warn("attestation failed", { op, id: job.id, reason: e.message });
+        this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(WorkerCode.ATTEST_FAILED, `${op}: ${e.message}`));
       } else if (e instanceof UnknownType) {
         this.o.log.warn("unknown request type", { id: job.id, type: job.type });
         this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(WorkerCode.UNKNOWN_TYPE, `unknown request type 0x${job.type.toString(16)}`));
@@ -316,6 +326,20 @@ export class WorkerService {
         L.inferCancel(s);
         return [];
       }
+      case Req.EVIDENCE: {
+        const nonce = r.vec32("nonce");
+        r.end();
+        if (!this.o.evidence) throw new Refusal(WorkerCode.NO_ATTESTER, "evidence: this worker has no attester (start it with --platform-key FILE or --attester tsm)");
+        // The loader's own report for the verifier's nonce, bound to this worker's measurement and code hash.
+        const report = L.attest(nonce);
+        try {
+          return [this.o.evidence.evidence(report)];
+        } catch (e) {
+          if (e instanceof AttestFailure) throw e;
+          // Not the loader: the worker keeps serving, but says only the error class.
+          throw new Refusal(WorkerCode.ATTEST_FAILED, `evidence: the attester failed (${e instanceof Error ? e.name : typeof e})`);
+        }
+      }
       case Req.SHUTDOWN:
         r.end();
         return [];
@@ -326,3 +350,10 @@ export class WorkerService {
 }
 
 class UnknownType extends Error {}
+
+/** A request the worker refuses itself (WORKER_ERROR with this code). */
+class Refusal extends Error {
+  constructor(readonly code: number, message: string) {
+    super(message);
+  }
+}

@@ -13,12 +13,20 @@
 //     --providers a,b        execution providers, best first (cpu is always last)
 //     --threads N            intra-op threads
 //     --log-level L          quiet | error | warn | info | debug (default info)
+//     --platform-key FILE    software attester: Ed25519 platform key file (mode 0600; DEVELOPMENT ONLY)
+//     --attester KIND        software (needs --platform-key) | tsm (Linux configfs-tsm, SEV-SNP/TDX)
+//     --tsm-root DIR         configfs-tsm report directory (default /sys/kernel/config/tsm/report)
+//     --tsm-privlevel N      configfs-tsm privlevel 0..3 (SEV-SNP VMPL)
+//   The four attester options may also come from VEIL_PLATFORM_KEY, VEIL_ATTESTER, VEIL_TSM_ROOT
+//   and VEIL_TSM_PRIVLEVEL (the parent's spawn helper passes an environment, not extra flags);
+//   a flag wins over its variable.
 import { randomFillSync } from "node:crypto";
 import { existsSync, fstatSync, readFileSync, unlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { OrtAccelerator } from "./accelerator-ort.ts";
+import { ConfigfsTsmAttester, SecretFileError, SoftwareAttester, WorkerEvidence, type Attester } from "./attest.ts";
 import { codeHash, sha256 } from "./identity.ts";
 import { LoaderInstance } from "./loader-instance.ts";
 import { isLogLevel, jsonLogger, type LogLevel, type Logger } from "./log.ts";
@@ -35,6 +43,10 @@ interface Args {
   maxFrame: number;
   ort: OrtConfig;
   logLevel: LogLevel;
+  attester?: "software" | "tsm";
+  platformKey?: string;
+  tsmRoot?: string;
+  tsmPrivlevel?: number;
 }
 
 class UsageError extends Error {}
@@ -74,10 +86,32 @@ function parseArgs(argv: string[]): Args {
         a.logLevel = l;
         break;
       }
+      case "--platform-key": a.platformKey = resolve(value()); break;
+      case "--attester": {
+        const k = value();
+        if (k !== "software" && k !== "tsm") throw new UsageError("--attester must be software or tsm");
+        a.attester = k;
+        break;
+      }
+      case "--tsm-root": a.tsmRoot = resolve(value()); break;
+      case "--tsm-privlevel": a.tsmPrivlevel = Number(value()); break;
       default:
         throw new UsageError(`unknown option ${flag}`);
     }
   }
+  const env = process.env;
+  if (a.platformKey === undefined && env.VEIL_PLATFORM_KEY) a.platformKey = resolve(env.VEIL_PLATFORM_KEY);
+  if (a.attester === undefined && env.VEIL_ATTESTER) {
+    if (env.VEIL_ATTESTER !== "software" && env.VEIL_ATTESTER !== "tsm") throw new UsageError("VEIL_ATTESTER must be software or tsm");
+    a.attester = env.VEIL_ATTESTER;
+  }
+  if (a.tsmRoot === undefined && env.VEIL_TSM_ROOT) a.tsmRoot = resolve(env.VEIL_TSM_ROOT);
+  if (a.tsmPrivlevel === undefined && env.VEIL_TSM_PRIVLEVEL) a.tsmPrivlevel = Number(env.VEIL_TSM_PRIVLEVEL);
+  if (a.attester === undefined && a.platformKey !== undefined) a.attester = "software";
+  if (a.attester === "software" && a.platformKey === undefined) throw new UsageError("--attester software needs --platform-key FILE");
+  if (a.attester === "tsm" && a.platformKey !== undefined) throw new UsageError("--platform-key is for the software attester, not tsm");
+  if (a.tsmPrivlevel !== undefined && !(Number.isInteger(a.tsmPrivlevel) && a.tsmPrivlevel >= 0 && a.tsmPrivlevel <= 3))
+    throw new UsageError("--tsm-privlevel must be 0..3");
   try {
     a.ort = parseOrtConfig(ort);
   } catch (e) {
@@ -117,6 +151,20 @@ function main(): void {
     process.exit(66);
   }
   const measurement = sha256(wasm);
+
+  // The platform attester lives here, beside the loader: only this process ever holds the platform key.
+  let attester: Attester | undefined;
+  if (args.attester === "software") {
+    try {
+      attester = SoftwareAttester.fromKeyFile(args.platformKey!);
+    } catch (e) {
+      log.error("cannot load the platform key", { reason: e instanceof SecretFileError ? e.message : "not an Ed25519 seed" });
+      process.exit(66);
+    }
+  } else if (args.attester === "tsm") {
+    attester = new ConfigfsTsmAttester({ root: args.tsmRoot, privlevel: args.tsmPrivlevel });
+  }
+  const evidence = attester ? new WorkerEvidence(attester, measurement, hash) : undefined;
 
   const runtime = new OrtRuntime(args.ort, log);
   const accelerator = new OrtAccelerator({ runtime, log });
@@ -159,6 +207,7 @@ function main(): void {
     loader,
     accelerator,
     log,
+    evidence,
     maxFrame: args.maxFrame,
     hello: {
       measurement,
@@ -175,6 +224,7 @@ function main(): void {
         reportedProviders: runtime.reported,
         maxFrame: args.maxFrame,
         transport: args.socket ? "unix" : "stdio",
+        ...(evidence ? evidence.describe() : { attester: "none" }),
       },
     },
     onShutdown: (reason) => setImmediate(() => exit(0, reason)),
@@ -210,6 +260,7 @@ function main(): void {
     codeHash: Buffer.from(hash).toString("hex"),
     transport: args.socket ? "unix" : "stdio",
     providers: runtime.providers.join(","),
+    attester: args.attester ?? "none",
     onnxruntime: ORT_VERSION,
     node: process.version,
     wasm: join(args.wasm),

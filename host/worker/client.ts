@@ -320,6 +320,15 @@ export class WorkerClient {
     return this.request(Req.ATTEST, vec32(nonce));
   }
 
+  /**
+   * Evidence (host/attest/README.md §1) produced inside the worker for `nonce`: the loader's
+   * ReportBody for that nonce, the worker's measurement and code hash, vouched for by the
+   * worker's platform attester. Public bytes; verify them with host/attest verifyEvidence.
+   */
+  evidence(nonce: Uint8Array): Promise<Uint8Array> {
+    return this.request(Req.EVIDENCE, vec32(nonce));
+  }
+
   async unwrapKey(wrapped: Uint8Array): Promise<void> {
     await this.request(Req.UNWRAP_KEY, vec32(wrapped));
   }

@@ -10,7 +10,7 @@ import {
   evidenceBinding,
   type Evidence,
 } from "../../host/attest/index.ts";
-import { SoftwareAttester } from "../../host/attest/index.ts";
+import { SoftwareAttester } from "../../host/trusted/attest.ts";
 import { VeilFormatError } from "../../host/formats/index.ts";
 import { makeReport, rand, snpReport, tdxQuoteV4 } from "./helpers.ts";
 

@@ -4,7 +4,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { dirname, basename } from "node:path";
 import * as F from "../../host/formats/index.ts";
 import { SNP, TDX } from "../../host/attest/quote.ts";
-import type { TsmFs } from "../../host/attest/tsm.ts";
+import type { TsmFs } from "../../host/trusted/attest.ts";
 
 export const rand = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 export const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
@@ -62,7 +62,7 @@ export interface FakeEntry {
 }
 
 /**
- * An in-memory configfs-tsm following drivers/virt/coco/guest/report.c: mkdir creates an entry;
+ * An in-memory configfs-tsm (synchronous, as the worker-side attester calls it) following drivers/virt/coco/guest/report.c: mkdir creates an entry;
  * each write to inblob or privlevel increments `generation`; reading outblob (or auxblob)
  * regenerates the report when the write generation moved; rmdir drops the entry.
  */
@@ -88,7 +88,7 @@ export class FakeConfigfs implements TsmFs {
     return [e, basename(path)];
   }
 
-  async mkdir(path: string) {
+  mkdir(path: string) {
     if (dirname(path) !== this.root) throw Object.assign(new Error(`ENOENT ${path}`), { code: "ENOENT" });
     if (this.entries.has(path)) throw Object.assign(new Error(`EEXIST ${path}`), { code: "EEXIST" });
     this.entries.set(path, { generation: 0, readGeneration: 0 });
@@ -96,14 +96,14 @@ export class FakeConfigfs implements TsmFs {
     this.after?.("mkdir", path, this);
   }
 
-  async rmdir(path: string) {
+  rmdir(path: string) {
     if (!this.entries.delete(path)) throw Object.assign(new Error(`ENOENT ${path}`), { code: "ENOENT" });
     this.removed.push(path);
     this.log.push(`rmdir ${basename(path)}`);
     this.after?.("rmdir", path, this);
   }
 
-  async writeFile(path: string, data: Uint8Array) {
+  writeFile(path: string, data: Uint8Array) {
     const [e, f] = this.entry(path);
     if (f === "inblob") {
       if (data.length > 64) throw Object.assign(new Error("EINVAL"), { code: "EINVAL" });
@@ -115,7 +115,7 @@ export class FakeConfigfs implements TsmFs {
     this.after?.("write", path, this);
   }
 
-  async readFile(path: string): Promise<Uint8Array> {
+  readFile(path: string): Uint8Array {
     const [e, f] = this.entry(path);
     let out: Uint8Array;
     if (f === "provider") out = Buffer.from(`${this.provider}\n`);
@@ -134,7 +134,7 @@ export class FakeConfigfs implements TsmFs {
     return Uint8Array.from(out);
   }
 
-  async exists(path: string): Promise<boolean> {
+  exists(path: string): boolean {
     const e = this.entries.get(dirname(path));
     if (!e) return false;
     const f = basename(path);

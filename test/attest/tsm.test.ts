@@ -1,26 +1,21 @@
-// ConfigfsTsmAttester against a fake configfs, and the verifier's handling of SEV-SNP and TDX
-// evidence: REPORT_DATA located at the cited offsets, the binding checked, and a refusal unless
-// allowUnverifiedQuote is set (noisily).
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { basename, join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+// The verifier's handling of SEV-SNP and TDX evidence: REPORT_DATA located at the cited offsets,
+// the binding checked, and a refusal unless allowUnverifiedQuote is set (noisily). The producer
+// (the worker-side ConfigfsTsmAttester) is tested in test/trusted/attest.test.ts; here its bytes
+// go through this folder's decoder and verifier.
+import { describe, expect, it } from "vitest";
 import {
   AttestError,
-  ConfigfsTsmAttester,
-  PLATFORM_KIND,
   SNP,
   TDX,
   UNVERIFIED_QUOTE,
   encodeEvidence,
   evidenceBinding,
-  nodeTsmFs,
   reportDataOf,
   verifyEvidence,
   type Evidence,
-  type TsmFs,
   type VerifyPolicy,
 } from "../../host/attest/index.ts";
+import { ConfigfsTsmAttester, encodeEvidence as produceEvidence } from "../../host/trusted/attest.ts";
 import { FakeConfigfs, hex, makeReport, rand, snpReport, tdxQuoteV4, tdxQuoteV5 } from "./helpers.ts";
 
 const ROOT = "/sys/kernel/config/tsm/report";
@@ -40,165 +35,6 @@ async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string> {
 
 const sevFs = () => new FakeConfigfs(ROOT, "sev_guest", (inblob) => snpReport(inblob));
 const tdxFs = (v: 4 | 5 = 4) => new FakeConfigfs(ROOT, "tdx_guest", (inblob) => (v === 4 ? tdxQuoteV4(inblob) : tdxQuoteV5(inblob)));
-
-describe("ConfigfsTsmAttester (fake configfs)", () => {
-  it("writes the 64-byte binding to inblob, reads provider, outblob and auxblob, and removes its entry", async () => {
-    const fs = sevFs();
-    fs.auxblob = rand(3 * 4096);
-    let seenInblob: Uint8Array | undefined;
-    fs.after = (op, path, f) => {
-      if (op === "write" && basename(path) === "inblob") seenInblob = f.entries.get(path.slice(0, -"/inblob".length))!.inblob;
-    };
-    const a = new ConfigfsTsmAttester({ root: ROOT, fs, entryName: () => "veil-test" });
-    expect(a.kind).toBeUndefined();
-    const report = makeReport();
-    const ev = await a.attest(report, measurement, workerCodeHash);
-    const binding = evidenceBinding(report, measurement, workerCodeHash);
-    expect(seenInblob).toEqual(binding);
-    expect(ev.platform.kind).toBe(PLATFORM_KIND.SEV_SNP_TSM);
-    if (ev.platform.kind === PLATFORM_KIND.SOFTWARE) throw new Error("unreachable");
-    expect(ev.platform.provider).toBe("sev_guest");
-    expect(ev.platform.outblob.length).toBe(0x4a0);
-    expect(ev.platform.outblob.subarray(0x50, 0x90)).toEqual(binding);
-    expect(ev.platform.auxblob).toEqual(fs.auxblob);
-    expect(a.kind).toBe(PLATFORM_KIND.SEV_SNP_TSM);
-    expect(fs.entries.size).toBe(0);
-    expect(fs.removed).toEqual([`${ROOT}/veil-test`]);
-    expect(fs.log).toEqual([
-      "mkdir veil-test",
-      "read provider",
-      "read generation",
-      "write inblob",
-      "read outblob",
-      "read auxblob",
-      "read generation",
-      "rmdir veil-test",
-    ]);
-    // And the evidence encodes.
-    expect(encodeEvidence(ev).length).toBeGreaterThan(0x4a0);
-  });
-
-  it("sets privlevel when asked, and counts it as a write", async () => {
-    const fs = sevFs();
-    let level: string | undefined;
-    fs.makeOutblob = (inblob, privlevel) => ((level = privlevel), snpReport(inblob));
-    const a = new ConfigfsTsmAttester({ root: ROOT, fs, privlevel: 2 });
-    await a.attest(makeReport(), measurement, workerCodeHash);
-    expect(level).toBe("2\n");
-    expect(fs.log.filter((l) => l.startsWith("write"))).toEqual(["write privlevel", "write inblob"]);
-    expect(() => new ConfigfsTsmAttester({ privlevel: 4 })).toThrow(/privlevel/);
-  });
-
-  it("uses a fresh entry for every attestation", async () => {
-    const fs = tdxFs();
-    const a = new ConfigfsTsmAttester({ root: ROOT, fs });
-    await a.attest(makeReport(), measurement, workerCodeHash);
-    await a.attest(makeReport(), measurement, workerCodeHash);
-    expect(new Set(fs.removed).size).toBe(2);
-    expect(fs.entries.size).toBe(0);
-    expect(a.kind).toBe(PLATFORM_KIND.TDX_TSM);
-  });
-
-  it("detects a generation change between its write and its read, retries with a fresh entry, then gives up", async () => {
-    // Another writer rewrites inblob right after ours, once: the first attempt is discarded.
-    const fs = sevFs();
-    let hits = 0;
-    fs.after = (op, path, f) => {
-      if (op === "write" && basename(path) === "inblob" && hits++ === 0) void f.writeFile(path, rand(64));
-    };
-    const a = new ConfigfsTsmAttester({ root: ROOT, fs });
-    const report = makeReport();
-    const ev = await a.attest(report, measurement, workerCodeHash);
-    expect(hits).toBeGreaterThan(1);
-    expect(fs.removed.length).toBe(2);
-    expect(reportDataOf(PLATFORM_KIND.SEV_SNP_TSM, (ev.platform as any).outblob)).toEqual(evidenceBinding(report, measurement, workerCodeHash));
-
-    // A writer that always interferes: TSM_GENERATION after maxAttempts, every entry removed.
-    const hostile = sevFs();
-    hostile.after = (op, path, f) => {
-      if (op === "read" && basename(path) === "outblob") void f.writeFile(path.replace(/outblob$/, "inblob"), rand(64));
-    };
-    const b = new ConfigfsTsmAttester({ root: ROOT, fs: hostile, maxAttempts: 2 });
-    expect(await codeOf(b.attest(makeReport(), measurement, workerCodeHash))).toBe("TSM_GENERATION");
-    expect(hostile.removed.length).toBe(2);
-    expect(hostile.entries.size).toBe(0);
-  });
-
-  it("checks its own result: a report that does not carry the binding is QUOTE_BINDING", async () => {
-    const fs = new FakeConfigfs(ROOT, "sev_guest", () => snpReport(rand(64)));
-    expect(await codeOf(new ConfigfsTsmAttester({ root: ROOT, fs }).attest(makeReport(), measurement, workerCodeHash))).toBe("QUOTE_BINDING");
-    expect(fs.entries.size).toBe(0);
-  });
-
-  it("refuses an unknown provider before writing anything", async () => {
-    const fs = new FakeConfigfs(ROOT, "arm_cca_guest", (i) => i);
-    expect(await codeOf(new ConfigfsTsmAttester({ root: ROOT, fs }).attest(makeReport(), measurement, workerCodeHash))).toBe("TSM_PROVIDER");
-    expect(fs.log).toEqual(["mkdir " + basename(fs.removed[0]), "read provider", "rmdir " + basename(fs.removed[0])]);
-  });
-
-  it("reports file-system failures as TSM_IO and still removes the entry", async () => {
-    const fs = sevFs();
-    const failing: TsmFs = {
-      ...fs,
-      mkdir: (p) => fs.mkdir(p),
-      rmdir: (p) => fs.rmdir(p),
-      exists: (p) => fs.exists(p),
-      writeFile: (p, d) => fs.writeFile(p, d),
-      readFile: async (p) => {
-        if (p.endsWith("outblob")) throw Object.assign(new Error("EIO"), { code: "EIO" });
-        return fs.readFile(p);
-      },
-    };
-    const e = await new ConfigfsTsmAttester({ root: ROOT, fs: failing }).attest(makeReport(), measurement, workerCodeHash).catch((x) => x);
-    expect(e).toBeInstanceOf(AttestError);
-    expect(e.code).toBe("TSM_IO");
-    expect(e.message).toMatch(/outblob failed \(EIO\)/);
-    expect(fs.entries.size).toBe(0);
-    // No configfs at all (not a confidential guest).
-    const none = new ConfigfsTsmAttester({ root: join(tmpdir(), "veil-no-such-configfs", "report") });
-    expect(await codeOf(none.attest(makeReport(), measurement, workerCodeHash))).toBe("TSM_IO");
-  });
-});
-
-describe("ConfigfsTsmAttester (temp-dir configfs on the real file system)", () => {
-  const root = mkdtempSync(join(tmpdir(), "veil-tsm-"));
-  afterAll(() => rmSync(root, { recursive: true, force: true }));
-
-  it("drives mkdir / write / read / rmdir through node:fs", async () => {
-    // A stand-in kernel: mkdir pre-creates the attribute files; reading outblob builds the report
-    // from inblob; rmdir keeps a copy of the entry so the test can inspect it, then removes it.
-    const kept: Record<string, Uint8Array> = {};
-    let gen = 0;
-    const fs: TsmFs = {
-      mkdir: async (p) => {
-        mkdirSync(p);
-        writeFileSync(join(p, "provider"), "tdx_guest\n");
-        writeFileSync(join(p, "generation"), `${gen}\n`);
-      },
-      writeFile: async (p, d) => {
-        await nodeTsmFs.writeFile(p, d);
-        writeFileSync(join(p, "..", "generation"), `${++gen}\n`);
-      },
-      readFile: async (p) => {
-        if (basename(p) === "outblob") writeFileSync(p, tdxQuoteV5(readFileSync(join(p, "..", "inblob"))));
-        return nodeTsmFs.readFile(p);
-      },
-      exists: (p) => nodeTsmFs.exists(p),
-      rmdir: async (p) => {
-        for (const f of ["inblob", "outblob"]) kept[f] = new Uint8Array(readFileSync(join(p, f)));
-        rmSync(p, { recursive: true });
-      },
-    };
-    const report = makeReport();
-    const ev = await new ConfigfsTsmAttester({ root, fs, entryName: () => "e1" }).attest(report, measurement, workerCodeHash);
-    const binding = evidenceBinding(report, measurement, workerCodeHash);
-    expect(kept.inblob).toEqual(binding);
-    expect(ev.platform.kind).toBe(PLATFORM_KIND.TDX_TSM);
-    expect((ev.platform as any).outblob).toEqual(kept.outblob);
-    expect((ev.platform as any).auxblob.length).toBe(0); // no auxblob file
-    expect(existsSync(join(root, "e1"))).toBe(false);
-  });
-});
 
 describe("verifier: configfs-tsm evidence", () => {
   const nonce = rand(32);
@@ -281,18 +117,19 @@ describe("verifier: configfs-tsm evidence", () => {
     expect(await bad(3, q5.subarray(0, 54 + 648))).toBe("MALFORMED");
   });
 
-  it("end to end: fake configfs attester → bytes → verifier", async () => {
+  it("end to end: the worker-side configfs attester (fake configfs) → its bytes → this verifier", async () => {
     const report = makeReport({ trustConfigHash: tch, nonce });
     for (const fs of [sevFs(), tdxFs(4), tdxFs(5)]) {
-      const ev = await new ConfigfsTsmAttester({ root: ROOT, fs }).attest(report, measurement, workerCodeHash);
-      const bytes = encodeEvidence(ev);
+      const ev = new ConfigfsTsmAttester({ root: ROOT, fs }).attest(report, measurement, workerCodeHash);
+      const bytes = produceEvidence(ev);
+      expect(hex(encodeEvidence(ev))).toBe(hex(bytes)); // two encoders, one encoding
       expect(await codeOf(() => verifyEvidence(bytes, policyFor([])))).toBe("QUOTE_UNVERIFIED");
       expect(verifyEvidence(bytes, policyFor([], { allowUnverifiedQuote: true })).hpkePublicKey).toEqual(report.subarray(9, 41));
     }
     // Skipping "platform" for tsm evidence is explicit and recorded, and needs no allowUnverifiedQuote.
-    const ev = await new ConfigfsTsmAttester({ root: ROOT, fs: sevFs() }).attest(report, measurement, workerCodeHash);
+    const ev = new ConfigfsTsmAttester({ root: ROOT, fs: sevFs() }).attest(report, measurement, workerCodeHash);
     const w: string[] = [];
-    expect(verifyEvidence(encodeEvidence(ev), policyFor(w, { skip: ["platform"] })).skipped).toEqual(["platform"]);
+    expect(verifyEvidence(produceEvidence(ev), policyFor(w, { skip: ["platform"] })).skipped).toEqual(["platform"]);
     expect(w.length).toBe(1);
     expect(hex(report)).toBe(hex(ev.report));
   });

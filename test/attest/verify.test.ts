@@ -1,13 +1,10 @@
-// SoftwareAttester → verifyEvidence: the full verification passes, each SPEC §4.2 check fails
-// with its own typed error, and skips are explicit, logged and recorded.
-import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { afterAll, describe, expect, it } from "vitest";
+// The worker-side SoftwareAttester (host/trusted/attest.ts, the producer) → verifyEvidence (this
+// folder, the verifier): the full verification passes, each SPEC §4.2 check fails with its own
+// typed error, and skips are explicit, logged and recorded. Platform key files are tested with
+// the producer, in test/trusted/attest.test.ts.
+import { describe, expect, it } from "vitest";
 import {
   AttestError,
-  SecretFileError,
-  SoftwareAttester,
   UNVERIFIED_QUOTE,
   compilePolicy,
   decodeEvidence,
@@ -16,6 +13,7 @@ import {
   type Evidence,
   type VerifyPolicy,
 } from "../../host/attest/index.ts";
+import { SoftwareAttester, encodeEvidence as produceEvidence } from "../../host/trusted/attest.ts";
 import { hex, makeReport, rand } from "./helpers.ts";
 
 const code = (f: () => unknown): string => {
@@ -45,7 +43,9 @@ async function setup(nonce = rand(32)) {
     expectedNonce: nonce,
     logger: { warn: (m) => warnings.push(m) },
   };
-  return { report, ev, bytes: encodeEvidence(ev), policy, warnings, nonce };
+  const bytes = produceEvidence(ev);
+  expect(hex(encodeEvidence(ev))).toBe(hex(bytes)); // the producer's encoder and this folder's agree byte for byte
+  return { report, ev, bytes, policy, warnings, nonce };
 }
 
 describe("verifyEvidence with the software attester", () => {
@@ -203,54 +203,5 @@ describe("verifyEvidence with the software attester", () => {
     expect(verifyEvidence(bytes, c, nonce).skipped).toEqual([]);
     expect(code(() => verifyEvidence(bytes, c, rand(32)))).toBe("NONCE_MISMATCH");
     expect(UNVERIFIED_QUOTE).toBe("quote_vendor_verification");
-  });
-});
-
-describe("software platform key files", () => {
-  const dir = mkdtempSync(join(tmpdir(), "veil-attest-"));
-  afterAll(() => rmSync(dir, { recursive: true, force: true }));
-
-  it("creates a 0600 key file and loads the same key from it", async () => {
-    const p = join(dir, "platform.key");
-    const a = SoftwareAttester.createKeyFile(p);
-    expect(statSync(p).mode & 0o777).toBe(0o600);
-    const b = SoftwareAttester.fromKeyFile(p);
-    expect(b.publicKeyHex).toBe(a.publicKeyHex);
-    expect(SoftwareAttester.fromKeyFile(p, { create: true }).publicKeyHex).toBe(a.publicKeyHex);
-    expect(() => SoftwareAttester.createKeyFile(p)).toThrow(/EEXIST/);
-    // Its signatures verify under its public key.
-    const report = makeReport();
-    const ev = await b.attest(report, measurement, workerCodeHash);
-    expect(
-      verifyEvidence(encodeEvidence(ev), {
-        trustedPlatformKeys: [a.publicKeyHex],
-        acceptedMeasurements: [measurement],
-        acceptedWorkerCodeHashes: [workerCodeHash],
-        acceptedTrustConfigHashes: [report.subarray(41, 73)],
-        expectedNonce: report.subarray(73),
-      }).platformKey,
-    ).toBe(a.publicKeyHex);
-    // The key never appears in its JSON form.
-    expect(JSON.stringify(b)).toBe(JSON.stringify({ kind: "software", publicKey: a.publicKeyHex }));
-  });
-
-  it("refuses a key file readable by group or others, or of the wrong size", () => {
-    const p = join(dir, "loose.key");
-    writeFileSync(p, rand(32), { mode: 0o644 });
-    chmodSync(p, 0o644);
-    expect(() => SoftwareAttester.fromKeyFile(p)).toThrow(SecretFileError);
-    expect(() => SoftwareAttester.fromKeyFile(p)).toThrow(/chmod 600/);
-    chmodSync(p, 0o640);
-    expect(() => SoftwareAttester.fromKeyFile(p)).toThrow(/0640/);
-    chmodSync(p, 0o600);
-    expect(() => SoftwareAttester.fromKeyFile(p)).not.toThrow();
-    const q = join(dir, "short.key");
-    writeFileSync(q, rand(31), { mode: 0o600 });
-    expect(() => SoftwareAttester.fromKeyFile(q)).toThrow(/not a 32-byte key/);
-    const h = join(dir, "hex.key");
-    const seed = rand(32);
-    writeFileSync(h, `${hex(seed)}\n`, { mode: 0o600 });
-    expect(SoftwareAttester.fromKeyFile(h).publicKeyHex).toBe(new SoftwareAttester(seed).publicKeyHex);
-    expect(() => SoftwareAttester.fromKeyFile(join(dir, "missing.key"))).toThrow(/ENOENT/);
   });
 });
