@@ -185,7 +185,8 @@ describe("veil CLI: generate programs", () => {
     expect(j.stderr).toBe("");
   });
 
-  const tiny = join(REPO, "models", "tiny-lm");
+  // models/tiny-lm once it is trained (VEIL_TINY_LM points at another export of it)
+  const tiny = process.env.VEIL_TINY_LM ?? join(REPO, "models", "tiny-lm");
   if (existsSync(join(tiny, "model.onnx")) && existsSync(join(tiny, "vocab.json"))) {
     it("run --prompt on models/tiny-lm prints readable text, the same streamed and as JSON for one seed", async () => {
       await ok(["seal", join(tiny, "model.onnx"), "--generate", join(tiny, "vocab.json"), "--data-key", "model.key", "--name", "tiny-lm", "--version", "1", "--out", "tiny.veil"], { cwd: tmp.dir });
@@ -195,7 +196,7 @@ describe("veil CLI: generate programs", () => {
       const [streamed, json] = await Promise.all([ok(args, { cwd: tmp.dir }), ok([...args, "--json"], { cwd: tmp.dir })]);
       const text = JSON.parse(json.stdout).text as string;
       expect(text.length).toBeGreaterThan(20);
-      expect(text).toMatch(/^[\x20-\x7e\n\u2014\u2019\u201c\u201d]*$/); // printable, no replacement characters
+      expect(text).not.toMatch(/[\ufffd\x00-\x09\x0b-\x1f]/); // valid UTF-8, no control characters
       expect(text).toMatch(/[a-z]{2,} [a-z]{2,}/i); // words
       expect(streamed.stdout.replace(/\n$/, "")).toBe(text.replace(/\n$/, ""));
     });

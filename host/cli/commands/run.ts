@@ -194,12 +194,8 @@ async function runCommand(ctx: Context): Promise<void> {
     row("report", `key id ${rb.keyId}, loader key ${hex(rb.hpkePublicKey)}; trust config ${tc.threshold} of ${tc.reviewers.length}, nonce fresh: checked`);
 
     // 3. Key release to exactly this loader instance (§10).
-    let wrapped: Uint8Array;
-    try {
-      wrapped = wrapKey({ report, keyId: key.keyId, dataKey: key.dataKey });
-    } finally {
-      key.dataKey.fill(0);
-    }
+    const wrapped = wrapKey({ report, keyId: key.keyId, dataKey: key.dataKey });
+    key.dataKey.fill(0);
     await client.unwrapKey(wrapped).catch((e) => {
       throw refusal(e, () => undefined);
     });
@@ -281,6 +277,7 @@ async function runCommand(ctx: Context): Promise<void> {
       else ctx.out(tensorsToJsonText(outputs));
     }
   } finally {
+    key.dataKey.fill(0); // the broker's copy: released to the loader, or not at all
     progress?.finish(false);
     await client.close();
   }

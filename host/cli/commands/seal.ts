@@ -2,7 +2,7 @@
 // manifest, empty signature list). Trust status: runs on the model owner's / release CI's own
 // machine — it reads the plaintext weights and the data key; it writes only public files and
 // ciphertext, and prints only public facts.
-import { mkdir, stat, unlink, rename } from "node:fs/promises";
+import { mkdir, rename, rmdir, stat, unlink } from "node:fs/promises";
 import { basename } from "node:path";
 import { CHUNK_SIZE, LIMITS, MAX_DIM, isPowerOfTwo } from "../../formats/constants.ts";
 import { buildManifest } from "../../formats/manifest-builder.ts";
@@ -102,7 +102,6 @@ Options:
       if (e instanceof CliError) throw e;
       throw new CliError(`cannot read model ${modelPath}: ${(e as NodeJS.ErrnoException).code === "ENOENT" ? "no such file" : (e as Error).message}`);
     }
-    await mkdir(outDir, { recursive: true });
     if (!flag(ctx, "force")) {
       const exists = await stat(programPath(outDir, "manifest")).then(() => true, () => false);
       if (exists) throw new CliError(`${outDir} already holds a program (${PROGRAM_FILES.manifest}); pass --force to replace it`);
@@ -111,10 +110,12 @@ Options:
     const split = await splitModel(modelPath);
     const weightsTmp = tempPath(programPath(outDir, "weights"));
     let progress: Progress | undefined;
+    let created: string | undefined;
     try {
       const model = decodeModel(split.graph);
       const gen = vocab ? generateSchema(model, vocab, { maxNewTokens, tokensPerChunk, where: `--generate ${vocabPath}` }) : undefined;
       const schema = gen ? { inputs: gen.inputs, outputs: gen.outputs, dynamic: [] as string[] } : ioSchema(model, limits);
+      created = await mkdir(outDir, { recursive: true });
       progress = new Progress({ label: "sealing weights", total: split.weightsSize, stream: ctx.io.stderr, enabled: progressWanted(ctx.values, split.weightsSize) });
       const p = progress;
       const sealed = await sealWeights({
@@ -171,11 +172,12 @@ Options:
       ctx.out(`program digest ${digest}`);
     } catch (e) {
       progress?.finish(false);
+      await unlink(weightsTmp).catch(() => undefined);
+      if (created) await rmdir(outDir).catch(() => undefined); // only if still empty
       throw e;
     } finally {
       key.dataKey.fill(0);
       await split.close();
-      await unlink(weightsTmp).catch(() => undefined);
     }
   },
 };

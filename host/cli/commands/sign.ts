@@ -2,11 +2,10 @@
 // status: runs on the reviewer's own machine with their secret key; writes only public bytes.
 import { sha256 } from "@noble/hashes/sha2.js";
 import { stat } from "node:fs/promises";
-import { assembleBundle, signManifest } from "../../formats/sign.ts";
 import { MAX_SIGNATURES } from "../../formats/bundle.ts";
 import { equalBytes } from "../../formats/bytes.ts";
 import { verifyStrict } from "../../formats/ed25519.ts";
-import { signedMessage } from "../../formats/sign.ts";
+import { assembleBundle, signManifest, signedMessage } from "../../formats/sign.ts";
 import { CliError, hex, required, toJson, type Command } from "../args.ts";
 import { readReviewerKey } from "../keyfile.ts";
 import { PROGRAM_FILES, programPath, readNamed, readProgram, writeAtomic } from "../program.ts";
@@ -56,7 +55,7 @@ Options:
       ctx.out(toJson({ dir, name: m.name, version: m.version.toString(), digest: hex(p.digest), public_key: hex(entry.publicKey), replaced, signatures: entries.map((e) => hex(e.publicKey)) }));
       return;
     }
-    ctx.out(`${replaced ? "replaced the signature" : "signed"} ${m.name} v${m.version} (digest ${hex(p.digest)}) as ${hex(entry.publicKey)}`);
+    ctx.out(`signed ${m.name} v${m.version} (digest ${hex(p.digest)}) as ${hex(entry.publicKey)}${replaced ? ", replacing this key's earlier signature" : ""}`);
     ctx.out(`${programPath(dir, "signatures")} now holds ${entries.length} signature${entries.length > 1 ? "s" : ""}`);
   },
 };
