@@ -215,7 +215,7 @@ describe.concurrent("veil CLI: the loader's refusals, by SPEC §12 name", () => 
   it("weights.sealed cut at a chunk boundary: WEIGHTS_INCOMPLETE; with bytes appended: WEIGHTS_ORDER", async () => {
     cpSync(at("prog"), at("cut"), { recursive: true });
     truncateSync(at("cut", "weights.sealed"), 60 + 2 * 65552);
-    oneLine(await v(runArgs("cut")), "run", 3, /infer: loader error 0x00000026: WEIGHTS_INCOMPLETE \(38\).*\(cut\/weights\.sealed ended before its final chunk \(truncated\)\)$/);
+    oneLine(await v(runArgs("cut")), "run", 3, /infer: loader error 0x00000026: WEIGHTS_INCOMPLETE \(38\).*\(cut\/weights\.sealed ended before its final chunk, truncated\)$/);
     cpSync(at("prog"), at("long"), { recursive: true });
     appendFileSync(at("long", "weights.sealed"), new Uint8Array(100));
     oneLine(await v(runArgs("long")), "run", 3, /load-weights: loader error 0x[0-9a-f]{8}: WEIGHTS_ORDER \(36\)/);

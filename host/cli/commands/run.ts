@@ -218,7 +218,7 @@ async function runCommand(ctx: Context): Promise<void> {
     // 5. Sealed weights, one piece per call (§9).
     progress = new Progress({ label: "loading weights", total: weightsSize, stream: ctx.io.stderr, enabled: progressWanted(ctx.values, weightsSize) });
     const prog = progress;
-    await loadSealedWeights(client, handle, weightsPath, { onProgress: (x) => prog.update(x.bytes) }).catch((e) => {
+    const loaded = await loadSealedWeights(client, handle, weightsPath, { onProgress: (x) => prog.update(x.bytes) }).catch((e) => {
       prog.finish(false);
       throw refusal(e, (name) => {
         if (name === "KEY_UNKNOWN") return `the data key ${keyPath} has key id ${hex(key.keyId)}, but the weights are sealed under ${hex(m.weights.keyId)}`;
@@ -230,12 +230,15 @@ async function runCommand(ctx: Context): Promise<void> {
       });
     });
     progress.finish();
-    row("weights", `${weightsSize} sealed bytes loaded and verified against the commitment`);
+    // The loader checks the commitment when the final chunk arrives; a stream cut at a chunk
+    // boundary has no final chunk, and the loader will refuse to run (WEIGHTS_INCOMPLETE).
+    if (loaded.pieces === loaded.piecesTotal) row("weights", `${loaded.bytes} sealed bytes in ${loaded.pieces} pieces, accepted by the loader (commitment matched)`);
+    else row("weights", `only ${loaded.pieces} of ${loaded.piecesTotal ?? "?"} pieces in ${weightsPath}: the stream is incomplete`);
 
     // 6. The request, sealed to the attested key and bound to this program (§8.1).
     const sealed = sealRequest({ loader: report, programDigest: p.digest, request });
     const identity = { program: m.name, version: m.version.toString(), digest: hex(p.digest), measurement: hello.measurementHex, code_hash: hello.codeHashHex };
-    const weightsHint = (name: string) => (name === "WEIGHTS_INCOMPLETE" ? `${weightsPath} ended before its final chunk (truncated)` : name === "SCHEMA_VIOLATION" ? `the request does not fit the program's inputs; see veil inspect ${dir}` : undefined);
+    const weightsHint = (name: string) => (name === "WEIGHTS_INCOMPLETE" ? `${weightsPath} ended before its final chunk, truncated` : name === "SCHEMA_VIOLATION" ? `the request does not fit the program's inputs; see veil inspect ${dir}` : undefined);
     if (request.kind === 2) {
       const opener = sealed.response.openStream();
       const parts: Uint8Array[] = [];
