@@ -26,6 +26,29 @@ export const COMMANDS: readonly Entry[] = [
   { name: "gen-mlp", summary: "write a synthetic MLP with about N MiB of weights (tests, benchmarks)", load: async () => (await import("./commands/gen-mlp.ts")).genMlp },
 ];
 
+/**
+ * Commands implemented elsewhere, with their own parsing and help: they take the arguments
+ * after the command name and resolve to an exit code.
+ */
+interface Delegate {
+  name: string;
+  summary: string;
+  main: (argv: string[], io: Io) => Promise<number>;
+}
+
+export const DELEGATES: readonly Delegate[] = [
+  {
+    name: "infer",
+    summary: "attest a veil server's workers, then stream a sealed completion from it",
+    main: async (argv, io) => (await import("../client/cli.ts")).main(argv, io),
+  },
+  {
+    name: "broker",
+    summary: "the key broker: serve, add-key, verify-log, gen-key",
+    main: async (argv) => (await import("../broker/main.ts")).brokerMain(argv),
+  },
+];
+
 function version(): string {
   try {
     const pkg = JSON.parse(readFileSync(fileURLToPath(new URL("../../package.json", import.meta.url)), "utf8")) as { version?: string };
@@ -36,13 +59,14 @@ function version(): string {
 }
 
 export function mainHelp(): string {
-  const width = Math.max(...COMMANDS.map((c) => c.name.length));
+  const all = [...COMMANDS, ...DELEGATES];
+  const width = Math.max(...all.map((c) => c.name.length));
   return `veil ${version()}: confidential inference runtime
 
 Usage: veil <command> [options]     (veil <command> --help for its options)
 
 Commands:
-${COMMANDS.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
+${all.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`).join("\n")}
 
 A local run, end to end:
   veil keygen --reviewer alice.key                      # prints alice's public key
@@ -71,10 +95,12 @@ export async function main(argv: string[], io: Io = { stdout: process.stdout, st
     print(version());
     return 0;
   }
+  const delegate = DELEGATES.find((c) => c.name === name);
+  if (delegate) return delegate.main(rest, io);
   const entry = COMMANDS.find((c) => c.name === name);
   const verbose = rest.includes("--verbose");
   if (!entry) {
-    io.stderr.write(`veil: unknown command "${name}" (commands: ${COMMANDS.map((c) => c.name).join(", ")}; veil --help)\n`);
+    io.stderr.write(`veil: unknown command "${name}" (commands: ${[...COMMANDS, ...DELEGATES].map((c) => c.name).join(", ")}; veil --help)\n`);
     return 2;
   }
   const cmd = await entry.load();
