@@ -187,6 +187,10 @@ export class WorkerPool {
     if (w.attester) env.VEIL_ATTESTER = w.attester;
     if (w.tsmRoot) env.VEIL_TSM_ROOT = w.tsmRoot;
     if (w.tsmPrivlevel !== undefined) env.VEIL_TSM_PRIVLEVEL = String(w.tsmPrivlevel);
+    // The worker writes no file: no tsx compile cache (it would also run code from TMPDIR, outside
+    // the code hash) and no ONNX Runtime telemetry (the worker sets this itself too).
+    env.TSX_DISABLE_CACHE = "1";
+    env.ORT_DISABLE_TELEMETRY = "1";
     return { wasmPath: w.wasmPath, ort: w.ort, logLevel: w.logLevel ?? "warn", nodeArgs: w.nodeArgs, env };
   }
 

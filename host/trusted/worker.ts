@@ -20,6 +20,8 @@
 //   The four attester options may also come from VEIL_PLATFORM_KEY, VEIL_ATTESTER, VEIL_TSM_ROOT
 //   and VEIL_TSM_PRIVLEVEL (the parent's spawn helper passes an environment, not extra flags);
 //   a flag wins over its variable.
+// First: ONNX Runtime's telemetry is off before its native library loads (no-telemetry.ts).
+import "./no-telemetry.ts";
 import { randomFillSync } from "node:crypto";
 import { existsSync, fstatSync, readFileSync, unlinkSync } from "node:fs";
 import { createServer, type Server } from "node:net";
@@ -137,6 +139,11 @@ function main(): void {
   }
   const log = jsonLogger(args.logLevel);
   silenceConsole(log);
+  // tsx (the TypeScript loader the worker runs under) caches transpiled modules in TMPDIR unless
+  // TSX_DISABLE_CACHE is set by whoever spawns the worker: a file write, and code read back from
+  // a directory the host controls, outside the code hash. The worker cannot undo it from here.
+  if (process.execArgv.some((a) => a.includes("tsx")) && process.env.TSX_DISABLE_CACHE !== "1")
+    log.warn("tsx compile cache enabled", { hint: "spawn the worker with TSX_DISABLE_CACHE=1 so it writes no file and runs only the hashed sources" });
   process.on("uncaughtException", (e) => {
     log.error("fatal", { error: e instanceof Error ? e.name : typeof e });
     process.exit(70);
