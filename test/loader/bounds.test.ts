@@ -279,6 +279,17 @@ describe("the accelerator's outputs (§7.3, §11.3) are validated before they ar
     }
   });
 
+  it("a program with logits for every position gets them for every position (§5.3: n positions, not 1)", () => {
+    const V = g.manifest.generate!.tokens.length;
+    const ask = () => w.L.infer(hg, fastSeal(w.rb, g.digest, F.encodeInnerRequest(generateRequest("a b", { maxNewTokens: 1 }))).bytes);
+    const last = (positions: number) => () => rawTensorList([{ name: ascii("logits"), dtype: 1, dims: [1, positions, V], data: new Uint8Array(4 * positions * V) }]);
+    expect(withOutput(last(3), ask)).toBe("OK"); // "a b" is 3 tokens
+    expect(withOutput(last(2), ask)).toBe("ACCELERATOR_FAILED@0x0900");
+    // The manifest declares [1..1, 1..context_length, vocab]: "for an input of n tokens the
+    // accelerator MUST return n positions, or 1 in the second form" — this is the first form.
+    expect(withOutput(last(1), ask)).toBe("ACCELERATOR_FAILED@0x0900");
+  });
+
   it("accelerator outputs larger than the loader's argument arena are refused cleanly (§11.4)", () => {
     const before = nonLoaderErrors.length;
     const huge = rawTensorList([y(2), u(1 << 24)]);

@@ -274,18 +274,19 @@ export const int64s = (data: Uint8Array): number[] => {
   return out;
 };
 
-/** Deterministic logits for a token context: distinct values in 0.00..9.99, a hash of the context. */
+/** Deterministic logits for a token context: distinct values in [0, 10), a hash of the context. */
 export function fakeLogits(ctx: readonly number[], V: number): Float32Array {
   let h = 0x811c9dc5;
   for (const t of ctx) h = Math.imul(h ^ t, 0x01000193) >>> 0;
   h = Math.imul(h ^ ctx.length, 0x01000193) >>> 0;
   const out = new Float32Array(V);
+  const M = Math.max(1000, 4 * V); // room for V distinct values
   const used = new Set<number>();
   for (let j = 0; j < V; j++) {
-    let v = (Math.imul(h ^ Math.imul(j + 1, 0x9e3779b1), 0x85ebca6b) >>> 0) % 1000;
-    while (used.has(v)) v = (v + 1) % 1000; // no ties: argmax is unambiguous
+    let v = (Math.imul(h ^ Math.imul(j + 1, 0x9e3779b1), 0x85ebca6b) >>> 0) % M;
+    while (used.has(v)) v = (v + 1) % M; // no ties: argmax is unambiguous
     used.add(v);
-    out[j] = v / 100;
+    out[j] = (v * 10) / M;
   }
   return out;
 }

@@ -23,6 +23,7 @@ import {
   int64s,
   latin1,
   loaderMemory,
+  outcome,
   rand,
   sealStream,
   sha256,
@@ -489,6 +490,23 @@ describe("generate mode (§5.3, §7.5, §7.6, §8.4)", () => {
     }
     o.end();
     for (const x of open) if (x !== open[5]) w.L.inferCancel(x);
+  });
+
+  it("a single-shot generate request refused while every stream slot is open can be sent again", async () => {
+    const w = new World();
+    const p = await generateProgram({ maxNewTokens: 12, tokensPerChunk: 2, endToken: 13 });
+    const h = w.ready(p);
+    const open = Array.from({ length: 16 }, () => w.L.inferBegin(h, w.seal(p, generateRequest("a")).bytes));
+    const r = w.seal(p, generateRequest("ab"));
+    const first = outcome(() => w.L.infer(h, r.bytes), true);
+    w.L.inferCancel(open[0]);
+    // Either infer does not need a stream slot, or (like infer-begin) it refuses before it
+    // opens the request, so the client's request is not used up by a refusal it cannot avoid.
+    if (first !== "OK") {
+      expect(first).toBe("CAPACITY@0x0000");
+      expect(outcome(() => w.L.infer(h, r.bytes), true), "the same request once a slot is free").toBe("OK");
+    }
+    for (const s of open.slice(1)) w.L.inferCancel(s);
   });
 
   it("a program unloaded mid-stream ends the stream; tensor programs have no streams", async () => {
