@@ -264,17 +264,19 @@ describe("the accelerator's outputs (§7.3, §11.3) are validated before they ar
       const f = new Float32Array(positions * v).map((_, i) => fill(i));
       return rawTensorList([{ name: ascii("logits"), dtype: 1, dims: [1, positions, v], data: new Uint8Array(f.buffer) }]);
     };
-    // "abc" is one token: the model is asked about 1 position.
-    expect(withOutput(() => logits(1), askG)).toBe("OK");
-    expect(withOutput(() => logits(2), askG)).toBe("ACCELERATOR_FAILED@0x0900");
-    expect(withOutput(() => logits(1, V - 1), askG)).toBe("ACCELERATOR_FAILED@0x0900");
-    expect(withOutput(() => logits(1, V + 1), askG)).toBe("ACCELERATOR_FAILED@0x0900");
-    expect(withOutput(() => logits(1).subarray(0, 30), askG)).toBe("ACCELERATOR_FAILED@0x0900");
-    expect(withOutput(() => rawTensorList([y(2)]), askG)).toBe("ACCELERATOR_FAILED@0x0900");
+    // "abc" is one token and one step is asked for: the model sees exactly 1 position.
+    const ask1 = () => w.L.infer(hg, fastSeal(w.rb, g.digest, F.encodeInnerRequest(generateRequest("abc", { maxNewTokens: 1 }))).bytes);
+    expect(withOutput(() => logits(1), ask1)).toBe("OK");
+    expect(withOutput(() => logits(2), ask1)).toBe("ACCELERATOR_FAILED@0x0900");
+    expect(withOutput(() => logits(1, V - 1), ask1)).toBe("ACCELERATOR_FAILED@0x0900");
+    expect(withOutput(() => logits(1, V + 1), ask1)).toBe("ACCELERATOR_FAILED@0x0900");
+    expect(withOutput(() => logits(1).subarray(0, 30), ask1)).toBe("ACCELERATOR_FAILED@0x0900");
+    expect(withOutput(() => rawTensorList([y(2)]), ask1)).toBe("ACCELERATOR_FAILED@0x0900");
+    expect(withOutput(5, ask1)).toBe("ACCELERATOR_FAILED@0x0900");
     expect(withOutput(5, askG)).toBe("ACCELERATOR_FAILED@0x0900");
     for (const v of [NaN, Infinity, -Infinity, 3.4e38, -0]) {
-      expect(withOutput(() => logits(1, V, () => v), askG), `all logits ${v}`).toBe("OK");
-      const r = fastSeal(w.rb, g.digest, F.encodeInnerRequest(generateRequest("abc", { temperatureMilli: 700, seed: 3n })));
+      expect(withOutput(() => logits(1, V, () => v), ask1), `all logits ${v}`).toBe("OK");
+      const r = fastSeal(w.rb, g.digest, F.encodeInnerRequest(generateRequest("abc", { maxNewTokens: 1, temperatureMilli: 700, seed: 3n })));
       expect(withOutput(() => logits(1, V, (i) => (i % 3 === 0 ? v : i)), () => w.L.infer(hg, r.bytes)), `mixed ${v}`).toBe("OK");
     }
   });
