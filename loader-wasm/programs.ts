@@ -136,7 +136,9 @@ export function loadWeights(i: u32, piece: usize, len: usize): u32 {
   const f = facts(i);
   const state = load<u32>(s + S_STATE);
   if (state == AWAIT_HEADER) return weightsHeader(i, s, f, piece, len);
-  if (state != AWAIT_CHUNK) return err(state == READY ? WEIGHTS_ORDER : STATE, W_CHUNK);
+  // SPEC §9: a piece after the final chunk is an extension, and any failure poisons.
+  if (state == READY) return poison(i, err(WEIGHTS_ORDER, W_CHUNK));
+  if (state != AWAIT_CHUNK) return err(STATE, W_CHUNK);
   const index = load<u64>(s + S_NEXT);
   const last = index + 1 == f.chunkCount;
   // SPEC §9: plaintext_i is chunk_size bytes but for the last, which holds the rest.

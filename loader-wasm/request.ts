@@ -30,38 +30,69 @@ const R_KEY_ID: u32 = F_REQUEST | 1, R_KEM = F_REQUEST | 2, R_KDF = F_REQUEST | 
 const I_MAGIC = F_INNER | 1, I_KIND = F_INNER | 2, I_INPUTS = F_INNER | 3, I_PROMPT = F_INNER | 3,
   I_MAX = F_INNER | 4, I_TEMP = F_INNER | 5, I_TOPK = F_INNER | 6, I_HAS_SEED = F_INNER | 7, I_SEED = F_INNER | 8;
 
-// ---- SPEC §8.2 replay window: a ring of encs with an open-addressing index ----
+// ---- SPEC §8.2 replay window: a ring of encs with a linear-probing index ----
+// Index entries pack (home slot << 16) | (ring slot + 1); 0 is empty. Deletion shifts
+// entries back (no tombstones), so probe chains stay as short as at load factor 1/2.
+// Homes are keyed with a per-instance random key, so a client cannot aim encs at one chain.
 let replayNext: u32 = 0;
 let replayCount: u32 = 0;
 const INDEX_SLOTS: u32 = REPLAY_WINDOW * 2;
+const MASK: u32 = INDEX_SLOTS - 1;
+const REPLAY_KEY = memory.data(32, 16);
+const HOME_IN = memory.data(64, 16);
+const HOME_OUT = memory.data(32, 16);
+let replayKeyed = false;
 
-// Variable time: inputs are public. (enc is sent in the clear.)
-function replayFind(enc: usize): i32 {
-  let h = load<u32>(enc) & (INDEX_SLOTS - 1);
-  for (let probes: u32 = 0; probes < INDEX_SLOTS; probes++) {
-    const v = load<u32>(REPLAY_INDEX + <usize>h * 4);
-    if (v == 0) return -1;
-    if (v != 0xffffffff && memory.compare(REPLAY_RING + <usize>(v - 1) * 32, enc, 32) == 0) return <i32>h;
-    h = (h + 1) & (INDEX_SLOTS - 1);
+// Variable time: inputs are public. (enc is sent in the clear; the key only spreads homes.)
+function home(enc: usize): u32 {
+  if (!replayKeyed) replayKeyed = host.entropy(REPLAY_KEY, 32); // a zero key stays correct, only less spread
+  memory.copy(HOME_IN, REPLAY_KEY, 32);
+  memory.copy(HOME_IN + 32, enc, 32);
+  sha256(HOME_IN, 64, HOME_OUT);
+  return load<u32>(HOME_OUT) & MASK;
+}
+
+@inline function entryAt(h: u32): u32 { return load<u32>(REPLAY_INDEX + <usize>h * 4); }
+@inline function setEntry(h: u32, v: u32): void { store<u32>(REPLAY_INDEX + <usize>h * 4, v); }
+
+function replaySeen(enc: usize): bool {
+  for (let h = home(enc); ; h = (h + 1) & MASK) {
+    const v = entryAt(h);
+    if (v == 0) return false;
+    if (memory.compare(REPLAY_RING + <usize>((v & 0xffff) - 1) * 32, enc, 32) == 0) return true;
   }
-  return -1;
+  return false;
+}
+
+// Removes the index entry of ring slot `slot`, then shifts later entries of the cluster back.
+function replayForget(slot: u32): void {
+  let i = home(REPLAY_RING + <usize>slot * 32);
+  while ((entryAt(i) & 0xffff) != slot + 1) i = (i + 1) & MASK;
+  let j = i;
+  while (true) {
+    j = (j + 1) & MASK;
+    const v = entryAt(j);
+    if (v == 0) break;
+    const k = v >> 16;
+    // The entry at j may fill the hole at i unless its home lies cyclically in (i, j].
+    const between = i <= j ? k > i && k <= j : k > i || k <= j;
+    if (!between) {
+      setEntry(i, v);
+      i = j;
+    }
+  }
+  setEntry(i, 0);
 }
 
 function replayRemember(enc: usize): void {
   const slot = replayNext;
-  if (replayCount == REPLAY_WINDOW) {
-    // Evict the oldest: mark its index entry deleted (a tombstone keeps probe chains intact).
-    const old = replayFind(REPLAY_RING + <usize>slot * 32);
-    if (old >= 0) store<u32>(REPLAY_INDEX + <usize>old * 4, 0xffffffff);
-  } else replayCount++;
+  if (replayCount == REPLAY_WINDOW) replayForget(slot); // evict the oldest
+  else replayCount++;
   memory.copy(REPLAY_RING + <usize>slot * 32, enc, 32);
-  let h = load<u32>(enc) & (INDEX_SLOTS - 1);
-  while (true) {
-    const v = load<u32>(REPLAY_INDEX + <usize>h * 4);
-    if (v == 0 || v == 0xffffffff) break;
-    h = (h + 1) & (INDEX_SLOTS - 1);
-  }
-  store<u32>(REPLAY_INDEX + <usize>h * 4, slot + 1);
+  const k = home(enc);
+  let h = k;
+  while (entryAt(h) != 0) h = (h + 1) & MASK;
+  setEntry(h, (k << 16) | (slot + 1));
   replayNext = (slot + 1) % REPLAY_WINDOW;
 }
 
@@ -89,7 +120,7 @@ function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLab
   if (kem != 0x0020) return err(UNSUPPORTED_SUITE, R_KEM);
   if (kdf != 0x0001) return err(UNSUPPORTED_SUITE, R_KDF);
   if (aead != 0x0003) return err(UNSUPPORTED_SUITE, R_AEAD);
-  if (replayFind(enc) >= 0) return err(REPLAY, R_ENC); // §8.2
+  if (replaySeen(enc)) return err(REPLAY, R_ENC); // §8.2
   // info = "veil request v1\0" ‖ hdr ‖ program_digest
   memory.copy(INFO, REQUEST_INFO, REQUEST_INFO_LEN);
   memory.copy(INFO + REQUEST_INFO_LEN, p, 7);
@@ -316,9 +347,11 @@ function step(i: u32, f: Facts, s: u32): i32 {
   // SPEC §7.3 and §5.3: float32 [1, n, vocab], validated before use.
   let ok = matchesSchema(o, on, base + f.outputsOff) && listEnd == o + on;
   const dims = ok ? o + 4 + <usize>load<u8>(o + 1) : 0; // after count, name, dtype, rank
-  // SPEC §5.3: n positions, or only the last.
+  // SPEC §5.3: n positions when the program declares every position, else exactly 1.
   const positions = ok ? bswap<u32>(load<u32>(dims + 4)) : 0;
-  ok = ok && (positions == n || positions == 1);
+  const outDims = readSpec(base + f.outputsOff + 1);
+  const lastOnly = bswap<u32>(load<u32>(outDims + 12)) == 1; // the second dim's max
+  ok = ok && positions == (lastOnly ? 1 : n);
   let tok: u32 = 0;
   if (ok) {
     const logits = dims + 12 + (<usize>positions - 1) * <usize>f.vocabSize * 4;
@@ -384,6 +417,10 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
   if (i < 0) return err(17, 0); // NO_PROGRAM
   if (!isReady(<u32>i)) return err(WEIGHTS_INCOMPLETE, 0); // SPEC §9
   const f = facts(<u32>i);
+  // A generate request needs a stream slot: take it before the request is opened (and so
+  // remembered for replay), so a refusal for capacity leaves the request usable.
+  const s = f.mode == MODE_GENERATE ? takeStream() : 0;
+  if (s < 0) return err(CAPACITY, 0);
   let e = openRequest(<u32>i, p, len, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN);
   if (e != 0) return e;
   if (f.mode == MODE_TENSOR) {
@@ -392,12 +429,6 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
     return e;
   }
   // Generate mode, whole completion in one response (SPEC §7.6 kind 2).
-  const s = takeStream();
-  if (s < 0) {
-    wipe(innerPtr, innerLen);
-    wipe(SECRET, 32);
-    return err(CAPACITY, 0);
-  }
   e = startGenerate(<u32>i, f, <u32>s);
   if (e != 0) {
     wipe(innerPtr, innerLen);

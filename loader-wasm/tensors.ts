@@ -2,7 +2,7 @@
 // accelerator, and the accelerator's outputs before they are sealed (SPEC §7.3). ONNX
 // Runtime ignores unknown inputs, so this is the only place an unsigned input is refused.
 // Variable time: inputs are public. (Only names, dtypes and shapes are branched on;
-// element data is never read.)
+// element data is read only to check bools, without a branch per byte.)
 import { readSpec, specName, specNameLen, specDtype, specRank, dtypeSize } from "./manifest";
 
 export let listEnd: usize = 0;
@@ -36,6 +36,13 @@ export function matchesSchema(p: usize, len: usize, specs: usize): bool {
     q += <usize>specRank * 4;
     const bytes = elems * <u64>dtypeSize(specDtype);
     if (bytes > <u64>(end - q)) return false;
+    // SPEC §7.1: a bool element is 0 or 1. The data is plaintext, so every byte is read
+    // and folded without a branch; only the verdict is branched on.
+    if (specDtype == 9) {
+      let bits: u32 = 0;
+      for (let b: usize = 0; b < <usize>bytes; b++) bits |= <u32>load<u8>(q + b);
+      if ((bits & 0xfe) != 0) return false;
+    }
     q += <usize>bytes;
     s = dims + <usize>specRank * 8;
   }

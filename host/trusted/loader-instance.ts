@@ -99,7 +99,8 @@ export class LoaderInstance {
           }
           if (typeof out === "number") return setResult(ret, ERROR_OF(out));
           const q = self!.x.cabi_realloc(0, 0, 8, out.length);
-          mem().set(out, q);
+          // An output the arena cannot hold: the loader answers it with TOO_LARGE itself.
+          if (q + out.length <= self!.x.memory.buffer.byteLength) mem().set(out, q);
           const d = dv();
           d.setUint8(ret, 0);
           d.setUint32(ret + 4, q, true);
@@ -110,10 +111,15 @@ export class LoaderInstance {
       "veil:loader/entropy@0.1.0": {
         fill: (len: number, ret: number) => {
           const q = self!.x.cabi_realloc(0, 0, 1, len);
-          entropy(view(q, len));
+          let ok = true;
+          try {
+            entropy(view(q, len));
+          } catch {
+            ok = false; // an empty list: the loader answers ENTROPY_FAILED
+          }
           const d = dv();
           d.setUint32(ret, q, true);
-          d.setUint32(ret + 4, len, true);
+          d.setUint32(ret + 4, ok ? len : 0, true);
         },
       },
       "veil:loader/clock@0.1.0": { now: () => BigInt.asIntN(64, clock()) },
@@ -126,7 +132,9 @@ export class LoaderInstance {
   /** Copies `bytes` into the loader's argument arena. */
   private put(bytes: Uint8Array): [number, number] {
     const p = this.x.cabi_realloc(0, 0, 1, bytes.length);
-    new Uint8Array(this.x.memory.buffer).set(bytes, p);
+    // An argument the arena cannot hold is not copied; the call still goes through and the
+    // loader refuses it (SPEC §11.4), which also clears its overflow state.
+    if (p + bytes.length <= this.x.memory.buffer.byteLength) new Uint8Array(this.x.memory.buffer).set(bytes, p);
     return [p, bytes.length];
   }
 
