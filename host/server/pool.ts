@@ -8,6 +8,7 @@
 // The pool only ever handles ciphertext, public reports and evidence, manifests, signatures and
 // graphs; it parses nothing but the one framing byte it routes by (the request's key_id).
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import type { Logger } from "pino";
 import { decodeReportBody, toHex } from "../formats/index.ts";
 import { WorkerClient, loadSealedWeights, type Hello, type WorkerOptions } from "../worker/client.ts";
@@ -191,7 +192,11 @@ export class WorkerPool {
     // the code hash) and no ONNX Runtime telemetry (the worker sets this itself too).
     env.TSX_DISABLE_CACHE = "1";
     env.ORT_DISABLE_TELEMETRY = "1";
-    return { wasmPath: w.wasmPath, ort: w.ort, logLevel: w.logLevel ?? "warn", nodeArgs: w.nodeArgs, env };
+    // One ONNX Runtime thread pool per worker process: unless configured, the cores are shared out
+    // (cores ÷ workers, at least 1) rather than each worker spinning a pool as wide as the machine.
+    const ort = { ...w.ort };
+    if (ort.intraOpNumThreads === undefined) ort.intraOpNumThreads = Math.max(1, Math.floor(availableParallelism() / this.slots.length));
+    return { wasmPath: w.wasmPath, ort, logLevel: w.logLevel ?? "warn", nodeArgs: w.nodeArgs, env };
   }
 
   /** Spawns, attests, gets the keys and loads the programs of one worker; `ready` on success. */

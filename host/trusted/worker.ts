@@ -239,7 +239,11 @@ function main(): void {
   });
 
   process.on("SIGTERM", () => exit(0, "SIGTERM"));
-  process.on("SIGINT", () => exit(0, "SIGINT"));
+  // On stdio the parent owns our lifetime (shutdown frame, or closing the channel). A terminal's
+  // Ctrl-C reaches the whole process group: leave it to the parent, which finishes its in-flight
+  // requests before it closes us; if the parent dies instead, our stdin closes and we exit.
+  if (args.socket) process.on("SIGINT", () => exit(0, "SIGINT"));
+  else process.on("SIGINT", () => log.info("SIGINT ignored: the parent closes this worker"));
 
   if (args.socket) {
     if (existsSync(args.socket)) {
