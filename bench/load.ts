@@ -1,5 +1,5 @@
 // npm run bench:load [-- --json] [--sizes 256,1024] [--pairs-256 5] [--pairs-1024 3]
-//                                [--chunk-kib 1024] [--in-flight 2] [--streamer direct|client]
+//                                [--chunk-kib 1024] [--in-flight 2] [--transport stdio|socket]
 // Confidential model load vs a plain ONNX Runtime load of the same model, in paired rounds.
 //
 // Confidential (timed from the parent, in a fresh worker that is already initialised and holds
@@ -18,9 +18,9 @@ import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as F from "../host/formats/index.ts";
 import { syntheticMlp } from "../host/onnx/build.ts";
-import { loadSealedWeights } from "../host/worker/client.ts";
 import { JsonChild } from "./lib/node-child.ts";
-import { MiB, procMem, tempDir } from "./lib/proc.ts";
+import { inProcessLoaderMBps, primitiveMBps } from "./lib/loader-bound.ts";
+import { MiB, procCpuMs, procMem, tempDir } from "./lib/proc.ts";
 import { median, msSince, nowNs, round, table } from "./lib/stats.ts";
 import { streamSealedFile } from "./lib/stream-weights.ts";
 import { makeTrust, newKey, readyWorker, sealFromFiles, writePlainFiles, type Program } from "./lib/veil.ts";
@@ -32,10 +32,10 @@ const opt = (name: string, dflt: string) => {
   return i >= 0 ? argv[i + 1] : dflt;
 };
 const SIZES = opt("sizes", "256,1024").split(",").map(Number);
-const PAIRS: Record<number, number> = { 256: Number(opt("pairs-256", "5")), 1024: Number(opt("pairs-1024", "3")) };
+const PAIRS: Record<number, number> = { 256: Number(opt("pairs-256", "7")), 1024: Number(opt("pairs-1024", "5")) };
 const CHUNK = Number(opt("chunk-kib", "1024")) * 1024;
 const IN_FLIGHT = Number(opt("in-flight", "2"));
-const STREAMER = opt("streamer", "direct");
+const TRANSPORT = opt("transport", "stdio");
 const NODE_ARGS = ["--expose-gc"]; // what WorkerClient.spawn uses by default; the baseline child gets the same
 const BATCH = 4;
 
@@ -46,31 +46,59 @@ const tmp = tempDir("veil-bench-load-");
 
 console.log(`bench:load — confidential load vs plain ONNX Runtime load, ${process.version}, onnxruntime-node ${(await import("onnxruntime-node/package.json", { with: { type: "json" } })).default.version}`);
 console.log(`  model: synthetic MLP (host/onnx syntheticMlp, float32, one external-data file), sizes ${SIZES.map((s) => `${s} MiB`).join(", ")}`);
-console.log(`  sealed: chunk ${CHUNK / 1024} KiB (SPEC §9), read from a file on disk; ${STREAMER === "direct" ? "one positional read per piece" : "host/worker loadSealedWeights"}, ${IN_FLIGHT} pieces in flight; worker over stdin/stdout`);
+console.log(`  sealed: chunk ${CHUNK / 1024} KiB (SPEC §9), read from a file on disk; one positional read per piece, ${IN_FLIGHT} pieces in flight; worker over ${TRANSPORT === "socket" ? "a Unix socket" : "stdin/stdout"}`);
 console.log(`  session options (both sides, host/trusted/ort-runtime.ts): cpu, graphOptimizationLevel "all", log level fatal; node flags ${NODE_ARGS.join(" ")} + tsx`);
 console.log(`  method: fresh processes per load, paired rounds (order alternates), median of per-pair ratios; peak RSS = VmHWM of each process after its load`);
 
-interface ConfRun { totalMs: number; verifyMs: number; streamMs: number; sessionMs: number; rssBefore: number; hwm: number; check?: string }
-interface BaseRun { totalMs: number; readMs: number; createMs: number; rssBefore: number; hwm: number; check?: string }
+interface ConfRun {
+  totalMs: number;
+  /** load-program: manifest, reviewer signatures (threshold), graph hash. */
+  verifyMs: number;
+  /** Header and every chunk but the last, each opened, hashed and staged (acknowledged). */
+  streamMs: number;
+  /** The last chunk's load-weights: its decryption, the commitment check, finish-weights (session creation, staging wipe). */
+  finishMs: number;
+  /** ONNX Runtime's session creation alone, as the worker logs it. */
+  ortSessionMs: number;
+  /** CPU time of the worker (all threads) in each phase, and of this process (reading, framing). */
+  workerCpuStreamMs: number;
+  workerCpuFinishMs: number;
+  parentCpuMs: number;
+  rssBefore: number;
+  hwm: number;
+  check?: string;
+}
+interface BaseRun { totalMs: number; readMs: number; createMs: number; rssBefore: number; hwm: number; cpuMs: number; check?: string }
 
 const outputHash = (dims: number[], bytes: Uint8Array) => createHash("sha256").update(dims.join(",")).update(bytes).digest("hex").slice(0, 16);
 
+let workers = 0;
 async function confidential(p: Program, sealedPath: string, input: Float32Array | undefined): Promise<ConfRun> {
-  const w = await readyWorker(trust, key, { nodeArgs: NODE_ARGS });
+  const socketPath = TRANSPORT === "socket" ? join(tmp.dir, `w${++workers}.sock`) : undefined;
+  const w = await readyWorker(trust, key, { nodeArgs: NODE_ARGS, socketPath });
   try {
     const before = procMem(w.pid);
+    const cpu0 = procCpuMs(w.pid);
+    const pcpu0 = process.cpuUsage();
     const t0 = nowNs();
     const h = await w.client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
     const verifyMs = msSince(t0);
     const t1 = nowNs();
-    if (STREAMER === "direct") await streamSealedFile(w.client, h, sealedPath, { inFlight: IN_FLIGHT });
-    else await loadSealedWeights(w.client, h, sealedPath, { inFlight: IN_FLIGHT });
-    const weightsMs = msSince(t1);
+    let t2 = t1;
+    let cpu2 = cpu0;
+    await streamSealedFile(w.client, h, sealedPath, {
+      inFlight: IN_FLIGHT,
+      beforeLast: () => {
+        t2 = nowNs();
+        cpu2 = procCpuMs(w.pid);
+      },
+    });
     const totalMs = msSince(t0);
     const after = procMem(w.pid);
+    const cpu3 = procCpuMs(w.pid);
+    const pcpu = process.cpuUsage(pcpu0);
     // The worker's own timing of session creation arrives on stderr beside the reply.
     for (let i = 0; i < 100 && w.sessionMs.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
-    const sessionMs = w.sessionMs[0] ?? NaN;
     let check: string | undefined;
     if (input) {
       const req = F.sealRequest({
@@ -81,9 +109,14 @@ async function confidential(p: Program, sealedPath: string, input: Float32Array 
       if (res.kind !== 1) throw new Error("unexpected response kind");
       check = outputHash(res.outputs[0].dims, res.outputs[0].data);
     }
-    return { totalMs, verifyMs, streamMs: weightsMs - sessionMs, sessionMs, rssBefore: before.rss, hwm: after.hwm, check };
+    return {
+      totalMs, verifyMs, streamMs: Number(t2 - t1) / 1e6, finishMs: totalMs - verifyMs - Number(t2 - t1) / 1e6, ortSessionMs: w.sessionMs[0] ?? NaN,
+      workerCpuStreamMs: cpu2 - cpu0, workerCpuFinishMs: cpu3 - cpu2, parentCpuMs: (pcpu.user + pcpu.system) / 1e3,
+      rssBefore: before.rss, hwm: after.hwm, check,
+    };
   } finally {
-    await w.client.close();
+    if (w.client !== w.spawned) await w.client.close(); // the connection
+    await w.spawned.close();
   }
 }
 
@@ -91,9 +124,11 @@ async function baseline(graphPath: string, files: { location: string; path: stri
   const c = JsonChild.spawn("bench/lib/plain-load-child.ts", NODE_ARGS);
   try {
     await c.next(); // ready: onnxruntime-node imported
+    const cpu0 = procCpuMs(c.pid);
     const t0 = nowNs();
     const r = await c.call({ op: "load", graph: graphPath, files });
     const totalMs = msSince(t0);
+    const cpuMs = procCpuMs(c.pid) - cpu0;
     if (typeof r.createMs !== "number") throw new Error(`baseline child: ${JSON.stringify(r)}`);
     let check: string | undefined;
     if (input) {
@@ -102,12 +137,13 @@ async function baseline(graphPath: string, files: { location: string; path: stri
       };
       check = outputHash(o.outputs.y.dims, Buffer.from(o.outputs.y.data, "base64"));
     }
-    return { totalMs, readMs: r.readMs as number, createMs: r.createMs as number, rssBefore: r.rssBefore as number, hwm: r.hwm as number, check };
+    return { totalMs, readMs: r.readMs as number, createMs: r.createMs as number, rssBefore: r.rssBefore as number, hwm: r.hwm as number, cpuMs, check };
   } finally {
     await c.close();
   }
 }
 
+let bound: { loaderMBps: number; sha512: number; aeadOpen: number } | undefined;
 interface SizeResult { mib: number; pairs: number; conf: ConfRun[]; base: BaseRun[]; ratio: number; rssDelta: number; prepMs: number }
 const results: SizeResult[] = [];
 
@@ -141,6 +177,10 @@ for (const mib of SIZES) {
     }
     if (!json) process.stderr.write(`  ${mib} MiB pair ${i + 1}/${pairs}: confidential ${conf[i].totalMs.toFixed(0)} ms, plain ${base[i].totalMs.toFixed(0)} ms\n`);
   }
+  // The ceiling for streaming: the loader alone in this process, on the same sealed file.
+  const loaderMBps: number[] = [];
+  if (mib === Math.min(...SIZES)) for (let i = 0; i < 3; i++) loaderMBps.push(await inProcessLoaderMBps(trust, key, program, sealedPath));
+  if (loaderMBps.length) bound = { loaderMBps: median(loaderMBps), ...primitiveMBps() };
   if (conf[0].check !== base[0].check) throw new Error(`${mib} MiB: confidential and plain sessions disagree (${conf[0].check} vs ${base[0].check})`);
   const ratio = median(conf.map((c, i) => c.totalMs / base[i].totalMs));
   const rssDelta = median(conf.map((c, i) => (c.hwm - base[i].hwm) / MiB));
@@ -149,29 +189,40 @@ for (const mib of SIZES) {
 }
 tmp.cleanup();
 
-const m = (xs: number[]) => median(xs).toFixed(0);
+const m = (xs: number[]) => Number(median(xs).toFixed(0));
 console.log("");
-console.log(`medians over pairs (ms; RSS in MiB); outputs of one request checked equal on both sides (sha256 ${results.map((r) => r.conf[0].check).join(", ")})`);
+console.log(`breakdown, median ms over pairs; outputs of one request checked equal on both sides (sha256 ${results.map((r) => r.conf[0].check).join(", ")})`);
 table(
-  ["weights", "pairs", "verify (load-program)", "stream+decrypt", "finish-weights (session)", "confidential total", "plain: read", "plain: session create", "plain total", "confidential / plain"],
+  ["weights", "pairs", "verification (load-program)", "weights streaming+decrypt", "finish-weights (last chunk, session, wipe)", "of which ORT session (worker log)", "confidential total", "baseline read", "baseline session create", "baseline total", "confidential / baseline"],
   results.map((r) => [
     `${r.mib} MiB`, r.pairs,
-    Number(m(r.conf.map((c) => c.verifyMs))), Number(m(r.conf.map((c) => c.streamMs))), Number(m(r.conf.map((c) => c.sessionMs))), Number(m(r.conf.map((c) => c.totalMs))),
-    Number(m(r.base.map((b) => b.readMs))), Number(m(r.base.map((b) => b.createMs))), Number(m(r.base.map((b) => b.totalMs))),
+    m(r.conf.map((c) => c.verifyMs)), m(r.conf.map((c) => c.streamMs)), m(r.conf.map((c) => c.finishMs)), m(r.conf.map((c) => c.ortSessionMs)), m(r.conf.map((c) => c.totalMs)),
+    m(r.base.map((b) => b.readMs)), m(r.base.map((b) => b.createMs)), m(r.base.map((b) => b.totalMs)),
     `${r.ratio.toFixed(3)}×`,
   ]),
 );
+for (const r of results) {
+  console.log(`  ${r.mib} MiB per pair: confidential/baseline ${r.conf.map((c, i) => (c.totalMs / r.base[i].totalMs).toFixed(2)).join(" ")};` +
+    ` finish-weights/baseline create ${r.conf.map((c, i) => (c.finishMs / r.base[i].createMs).toFixed(2)).join(" ")}`);
+}
 console.log("");
+console.log("memory (MiB) and CPU (ms, all threads), medians over pairs");
 table(
-  ["weights", "worker RSS before", "worker peak (VmHWM)", "plain RSS before", "plain peak (VmHWM)", "peak − plain peak", "stream MB/s"],
+  ["weights", "worker RSS before", "worker peak (VmHWM)", "baseline RSS before", "baseline peak (VmHWM)", "peak − baseline peak", "streaming MB/s", "worker CPU streaming", "worker CPU finish", "parent CPU", "baseline CPU"],
   results.map((r) => [
     `${r.mib} MiB`,
-    Number(m(r.conf.map((c) => c.rssBefore / MiB))), Number(m(r.conf.map((c) => c.hwm / MiB))),
-    Number(m(r.base.map((b) => b.rssBefore / MiB))), Number(m(r.base.map((b) => b.hwm / MiB))),
+    m(r.conf.map((c) => c.rssBefore / MiB)), m(r.conf.map((c) => c.hwm / MiB)),
+    m(r.base.map((b) => b.rssBefore / MiB)), m(r.base.map((b) => b.hwm / MiB)),
     Number(r.rssDelta.toFixed(0)),
-    Number((r.mib * MiB / 1e6 / (median(r.conf.map((c) => c.streamMs)) / 1e3)).toFixed(0)),
+    Number(((r.mib * MiB) / 1e6 / (median(r.conf.map((c) => c.streamMs)) / 1e3)).toFixed(0)),
+    m(r.conf.map((c) => c.workerCpuStreamMs)), m(r.conf.map((c) => c.workerCpuFinishMs)), m(r.conf.map((c) => c.parentCpuMs)), m(r.base.map((b) => b.cpuMs)),
   ]),
 );
+if (bound) {
+  const both = 1 / (1 / bound.sha512 + 1 / bound.aeadOpen);
+  console.log(`what bounds streaming (same run): the loader's load-weights alone in this process (no channel) ${bound.loaderMBps.toFixed(0)} MB/s;` +
+    ` its passes over each byte: SHA-512 ${bound.sha512.toFixed(0)} MB/s + ChaCha20-Poly1305 open ${bound.aeadOpen.toFixed(0)} MB/s = ${both.toFixed(0)} MB/s together, on one thread`);
+}
 console.log(`preparation (plain files + sealing, untimed): ${results.map((r) => `${r.mib} MiB ${(r.prepMs / 1e3).toFixed(1)} s`).join(", ")}; whole run ${(msSince(t0All) / 1e3).toFixed(0)} s`);
 
 if (json) {

@@ -3,7 +3,7 @@
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { ChildProcess } from "node:child_process";
+import { execFileSync, type ChildProcess } from "node:child_process";
 
 export const MiB = 2 ** 20;
 
@@ -72,4 +72,21 @@ export function ownChild(child: ChildProcess): void {
     if (child.exitCode === null && child.signalCode === null) child.kill("SIGKILL");
   });
   child.once("exit", stop);
+}
+
+let clkTck: number | undefined;
+
+/** CPU time (user + system, all threads) a live process has used so far, in ms. */
+export function procCpuMs(pid: number | "self"): number {
+  if (clkTck === undefined) {
+    try {
+      clkTck = Number(execFileSync("getconf", ["CLK_TCK"], { encoding: "utf8" }).trim()) || 100;
+    } catch {
+      clkTck = 100;
+    }
+  }
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  // Fields after the ")" that closes comm: state is field 3, utime 14, stime 15.
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  return ((Number(f[11]) + Number(f[12])) * 1000) / clkTck;
 }

@@ -11,7 +11,13 @@ export interface StreamStats {
   bytes: number;
 }
 
-export async function streamSealedFile(client: WorkerClient, program: number, path: string, opts: { inFlight: number }): Promise<StreamStats> {
+/**
+ * `beforeLast` runs once every piece but the last is acknowledged, right before the last one
+ * (whose load-weights call also runs finish-weights) is sent: it splits the load in two phases.
+ */
+export async function streamSealedFile(
+  client: WorkerClient, program: number, path: string, opts: { inFlight: number; beforeLast?: () => void },
+): Promise<StreamStats> {
   const fh = await open(path, "r");
   try {
     const read = async (pos: number, len: number): Promise<Uint8Array> => {
@@ -46,7 +52,9 @@ export async function streamSealedFile(client: WorkerClient, program: number, pa
     for (let i = 0; i < places.length; i++) {
       const piece = await next!;
       next = i + 1 < places.length ? read(...places[i + 1]) : undefined;
-      while (window.length >= inFlight) await window.shift();
+      const last = i === places.length - 1;
+      while (window.length >= (last && opts.beforeLast ? 1 : inFlight)) await window.shift();
+      if (last) opts.beforeLast?.();
       window.push(send(piece));
       bytes += piece.length;
     }

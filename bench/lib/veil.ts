@@ -3,6 +3,7 @@
 // (init → wrapKey → unwrap-key), programs sealed by the model owner's tools (sealWeights,
 // buildManifest, two reviewer signatures) and requests sealed by a client (sealRequest).
 import { randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { open } from "node:fs/promises";
 import { join } from "node:path";
 import * as F from "../../host/formats/index.ts";
@@ -95,17 +96,23 @@ export async function sealInMemory(trust: Trust, key: DataKey, spec: ProgramSpec
 }
 
 export interface ReadyWorker {
+  /** Where calls go: the spawned worker's stdin/stdout, or a connection to its Unix socket. */
   client: WorkerClient;
+  /** The spawned process's own client (the same object as `client` over stdio). */
+  spawned: WorkerClient;
   report: Uint8Array;
   pid: number;
   /** Milliseconds of each "session ready" the worker logged (its own timing of session creation). */
   sessionMs: number[];
 }
 
-/** Spawns a worker, initialises it with the trust config and releases the data key to it. */
+/**
+ * Spawns a worker, initialises it with the trust config and releases the data key to it.
+ * With `socketPath`, the worker serves that Unix socket and calls go over a connection to it.
+ */
 export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOptions = {}): Promise<ReadyWorker> {
   const sessionMs: number[] = [];
-  const client = WorkerClient.spawn({
+  const spawned = WorkerClient.spawn({
     logLevel: "info",
     ...opts,
     onLog: (e) => {
@@ -113,8 +120,17 @@ export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOption
       opts.onLog?.(e);
     },
   });
-  ownChild(client.child!);
+  ownChild(spawned.child!);
+  let client = spawned;
+  if (opts.socketPath) {
+    // The socket node appears once the worker listens (its "listening" log is info-level only).
+    for (let i = 0; !existsSync(opts.socketPath); i++) {
+      if (spawned.closed || i > 3000) throw new Error("the worker did not open its socket");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    client = await WorkerClient.connect(opts.socketPath);
+  }
   const report = await client.init(trust.trustConfig, new Uint8Array(randomBytes(32)));
   await client.unwrapKey(F.wrapKey({ report, keyId: key.keyId, dataKey: key.dataKey }));
-  return { client, report, pid: client.pid!, sessionMs };
+  return { client, spawned, report, pid: spawned.pid!, sessionMs };
 }
