@@ -306,6 +306,7 @@ export async function startServer(o: ServerOptions): Promise<VeilServer> {
   app.post(ROUTES.stream, async (req, reply) => {
     const { c, name, body, slot, signal, done } = prepare(req, reply);
     const out = new PassThrough();
+    out.on("error", () => undefined); // a client that went away: the abort below stops the pump
     let started = false;
     try {
       await pool.submit(slot, signal, async (client, handles) => {
