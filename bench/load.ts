@@ -1,20 +1,27 @@
-// npm run bench:load [-- --json] [--sizes 256,1024] [--pairs-256 5] [--pairs-1024 3]
+// npm run bench:load [-- --json] [--sizes 256,1024] [--pairs-256 7] [--pairs-1024 5]
 //                                [--chunk-kib 1024] [--in-flight 2] [--transport stdio|socket]
 // Confidential model load vs a plain ONNX Runtime load of the same model, in paired rounds.
 //
 // Confidential (timed from the parent, in a fresh worker that is already initialised and holds
 // the data key): load-program (manifest + two reviewer signatures + graph hash), then the
 // sealed weights streamed from a file on disk through the worker channel into load-weights
-// (decryption, SHA-512 commitment, staging), ending in finish-weights (session creation; the
-// worker logs its own timing of it, which splits the breakdown).
+// (decryption, SHA-512 commitment, staging), ending in finish-weights (session creation). The
+// load is split where every chunk but the last is acknowledged: "streaming+decrypt" before,
+// "finish-weights" after (the last chunk, the commitment check, the session, the staging wipe;
+// the worker's own log gives ORT's share). Sealing happens once per size, untimed.
 // Baseline (timed from the parent, in a fresh child process spawned like the worker — same
 // node, flags and tsx loader — with onnxruntime-node already imported): read the plain weight
 // files into memory and InferenceSession.create(graph, { externalData }) with the worker's
 // session options.
 // Each pair runs both (order alternating); the ratio is taken per pair, reported as the median.
-// Peak RSS is each process's VmHWM right after its load.
+// Peak RSS is each process's VmHWM right after its load. The same run also measures what bounds
+// the streaming: the loader alone in this process, and its SHA-512 and AEAD speeds.
+// Tried and measured (--chunk-kib, --in-flight, --transport): 256 KiB..16 MiB chunks, 2 or 4
+// pieces in flight, pipe or Unix socket all stream at about the loader's own speed; 1 MiB and
+// 2 in flight over stdio is the default (16 MiB chunks cost ~60 MiB more RSS and run slower).
 import { createHash } from "node:crypto";
-import { writeFileSync } from "node:fs";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { join } from "node:path";
 import * as F from "../host/formats/index.ts";
 import { syntheticMlp } from "../host/onnx/build.ts";
@@ -49,6 +56,7 @@ console.log(`  model: synthetic MLP (host/onnx syntheticMlp, float32, one extern
 console.log(`  sealed: chunk ${CHUNK / 1024} KiB (SPEC §9), read from a file on disk; one positional read per piece, ${IN_FLIGHT} pieces in flight; worker over ${TRANSPORT === "socket" ? "a Unix socket" : "stdin/stdout"}`);
 console.log(`  session options (both sides, host/trusted/ort-runtime.ts): cpu, graphOptimizationLevel "all", log level fatal; node flags ${NODE_ARGS.join(" ")} + tsx`);
 console.log(`  method: fresh processes per load, paired rounds (order alternates), median of per-pair ratios; peak RSS = VmHWM of each process after its load`);
+console.log(`  load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared)`);
 
 interface ConfRun {
   totalMs: number;
@@ -150,7 +158,7 @@ const results: SizeResult[] = [];
 for (const mib of SIZES) {
   const tp = nowNs();
   const dir = join(tmp.dir, `${mib}`);
-  (await import("node:fs")).mkdirSync(dir);
+  mkdirSync(dir);
   const mlp = syntheticMlp({ weightsMiB: mib, seed: mib });
   const plain = await writePlainFiles(mlp.files, dir);
   const graphPath = join(dir, "graph.onnx");
@@ -185,7 +193,7 @@ for (const mib of SIZES) {
   const ratio = median(conf.map((c, i) => c.totalMs / base[i].totalMs));
   const rssDelta = median(conf.map((c, i) => (c.hwm - base[i].hwm) / MiB));
   results.push({ mib, pairs, conf, base, ratio, rssDelta, prepMs });
-  (await import("node:fs")).rmSync(dir, { recursive: true, force: true });
+  rmSync(dir, { recursive: true, force: true });
 }
 tmp.cleanup();
 
@@ -223,7 +231,7 @@ if (bound) {
   console.log(`what bounds streaming (same run): the loader's load-weights alone in this process (no channel) ${bound.loaderMBps.toFixed(0)} MB/s;` +
     ` its passes over each byte: SHA-512 ${bound.sha512.toFixed(0)} MB/s + ChaCha20-Poly1305 open ${bound.aeadOpen.toFixed(0)} MB/s = ${both.toFixed(0)} MB/s together, on one thread`);
 }
-console.log(`preparation (plain files + sealing, untimed): ${results.map((r) => `${r.mib} MiB ${(r.prepMs / 1e3).toFixed(1)} s`).join(", ")}; whole run ${(msSince(t0All) / 1e3).toFixed(0)} s`);
+console.log(`preparation (plain files + sealing, untimed): ${results.map((r) => `${r.mib} MiB ${(r.prepMs / 1e3).toFixed(1)} s`).join(", ")}; whole run ${(msSince(t0All) / 1e3).toFixed(0)} s; load average at the end ${loadavg().map((x) => x.toFixed(1)).join(" ")}`);
 
 if (json) {
   const by = (mib: number) => results.find((r) => r.mib === mib);
