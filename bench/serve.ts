@@ -32,7 +32,7 @@
 // p99_ms_vs_plain (veil ÷ plain), stream_first_token_ms, and the raw figures.
 import { spawn } from "node:child_process";
 import { createHash, randomBytes } from "node:crypto";
-import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, readdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import * as ort from "onnxruntime-node";
 import { decodeEvidence, verifyEvidence } from "../host/attest/index.ts";
@@ -68,6 +68,7 @@ const BATCH = opt("batch", 8);
 const WEIGHTS_MIB = opt("weights-mib", 8);
 const STREAMS = opt("streams", 15);
 const THREADS = opt("threads", 0); // worker intra-op threads; 0: the server's default
+const IN_FLIGHT = opt("in-flight", 0); // requests sent to one worker at a time; 0: the server's default
 const PLAIN_THREADS = opt("plain-threads", 1); // the plain server's intra-op threads; 0: ONNX Runtime's default
 const MLP = { weightsMiB: WEIGHTS_MIB, seed: 7, inputDim: 256, outputDim: 64 } as const;
 const SESSION: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
@@ -134,6 +135,7 @@ async function veilChild(dir: string): Promise<void> {
     broker,
     workers: WORKERS,
     queue: 1024,
+    inFlight: IN_FLIGHT > 0 ? IN_FLIGHT : undefined,
     worker: THREADS > 0 ? { ort: { intraOpNumThreads: THREADS } } : undefined,
     platformKeyFile: join(dir, "platform.key"),
     logLevel: "warn",
@@ -148,10 +150,34 @@ async function veilChild(dir: string): Promise<void> {
 // the driver
 // ---------------------------------------------------------------------------------------------
 
-function child(kind: "veil" | "plain", dir: string): Promise<{ url: string; stop: () => void }> {
-  const w = workerCommand({ nodeArgs: [] });
-  const args = [...w.args.slice(0, -1), join(REPO_ROOT, "bench", "serve.ts"), "--child", kind, "--dir", dir, "--workers", String(WORKERS), "--weights-mib", String(WEIGHTS_MIB), "--threads", String(THREADS), "--plain-threads", String(PLAIN_THREADS), "--gen-tokens", String(GEN_TOKENS)];
-  const c = spawn(w.command, args, { cwd: w.cwd, stdio: ["pipe", "pipe", "pipe"], env: { ...process.env, ORT_DISABLE_TELEMETRY: "1" } });
+/** CPU time (user + system, ms) of a process and all its descendants, from /proc. */
+function treeCpuMs(root: number): number {
+  const procs: { pid: number; ppid: number; ticks: number }[] = [];
+  for (const d of readdirSync("/proc")) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = readFileSync(`/proc/${d}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // fields from 3 (state) on
+      procs.push({ pid: Number(d), ppid: Number(f[1]), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // gone meanwhile
+    }
+  }
+  const tree = new Set([root]);
+  for (let grew = true; grew; ) {
+    grew = false;
+    for (const p of procs) if (!tree.has(p.pid) && tree.has(p.ppid)) (tree.add(p.pid), (grew = true));
+  }
+  return procs.filter((p) => tree.has(p.pid)).reduce((a, p) => a + p.ticks, 0) * (1000 / CLK_TCK);
+}
+const CLK_TCK = 100;
+
+function child(kind: "veil" | "plain", dir: string): Promise<{ url: string; pid: number; stop: () => void }> {
+  const profile = kind === "veil" && process.env.VEIL_BENCH_PROFILE ? [`--cpu-prof`, `--cpu-prof-dir=${process.env.VEIL_BENCH_PROFILE}`] : [];
+  const w = workerCommand({ nodeArgs: profile });
+  const args = [...w.args.slice(0, -1), join(REPO_ROOT, "bench", "serve.ts"), "--child", kind, "--dir", dir, "--workers", String(WORKERS), "--weights-mib", String(WEIGHTS_MIB), "--threads", String(THREADS), "--plain-threads", String(PLAIN_THREADS), "--gen-tokens", String(GEN_TOKENS), "--in-flight", String(IN_FLIGHT)];
+  const env: NodeJS.ProcessEnv = { ...process.env, ORT_DISABLE_TELEMETRY: "1" };
+  const c = spawn(w.command, args, { cwd: w.cwd, stdio: ["pipe", "pipe", "pipe"], env });
   ownChild(c);
   let err = "";
   c.stderr!.on("data", (b: Buffer) => void (err = (err + b.toString()).slice(-4000)));
@@ -160,7 +186,7 @@ function child(kind: "veil" | "plain", dir: string): Promise<{ url: string; stop
     c.stdout!.on("data", (b: Buffer) => {
       out += b.toString();
       const i = out.indexOf("\n");
-      if (i >= 0) resolve({ url: (JSON.parse(out.slice(0, i)) as { url: string }).url, stop: () => c.stdin!.end() });
+      if (i >= 0) resolve({ url: (JSON.parse(out.slice(0, i)) as { url: string }).url, pid: c.pid!, stop: () => c.stdin!.end() });
     });
     c.once("exit", (code) => reject(new Error(`${kind} server exited (${code}): ${err.trim()}`)));
   });
@@ -186,6 +212,8 @@ interface RoundResult {
   rps: number;
   p50: number;
   p99: number;
+  /** CPU time of the server's whole process tree (server, workers) per request, ms. */
+  cpu: number;
 }
 
 const percentile = (xs: number[], p: number) => {
@@ -195,8 +223,9 @@ const percentile = (xs: number[], p: number) => {
 const median = (xs: number[]) => percentile(xs, 50);
 
 /** `n` requests through `concurrency` closed-loop clients; `send(i)` returns when answer i is read. */
-async function load(n: number, concurrency: number, send: (i: number) => Promise<void>): Promise<RoundResult> {
+async function load(n: number, concurrency: number, pid: number, send: (i: number) => Promise<void>): Promise<RoundResult> {
   const lat: number[] = [];
+  const cpu0 = treeCpuMs(pid);
   let next = 0;
   const t0 = process.hrtime.bigint();
   await Promise.all(
@@ -209,7 +238,7 @@ async function load(n: number, concurrency: number, send: (i: number) => Promise
     }),
   );
   const secs = Number(process.hrtime.bigint() - t0) / 1e9;
-  return { rps: n / secs, p50: median(lat), p99: percentile(lat, 99) };
+  return { rps: n / secs, p50: median(lat), p99: percentile(lat, 99), cpu: (treeCpuMs(pid) - cpu0) / n };
 }
 
 async function driver(): Promise<void> {
@@ -306,7 +335,7 @@ async function driver(): Promise<void> {
       const runVeil = async (n: number): Promise<RoundResult> => {
         const sealed = Array.from({ length: n }, (_, i) => ({ w: workers[i % workers.length], s: workers[i % workers.length][wl.program](wl.inner) }));
         const bodies: Uint8Array[] = new Array(n);
-        const r = await load(n, CONCURRENCY, async (i) => {
+        const r = await load(n, CONCURRENCY, veil.pid, async (i) => {
           bodies[i] = await post(`${veil.url}/v1/programs/${wl.program}/infer?worker=${sealed[i].w.id}`, sealed[i].s.bytes);
         });
         for (let i = 0; i < n; i++) {
@@ -316,7 +345,7 @@ async function driver(): Promise<void> {
         return r;
       };
       const runPlain = (n: number): Promise<RoundResult> =>
-        load(n, CONCURRENCY, async () => {
+        load(n, CONCURRENCY, plain.pid, async () => {
           const b = await post(`${plain.url}${wl.plainPath}`, wl.plainBody);
           if (!Buffer.from(b).equals(Buffer.from(expected!))) throw new Error(`${wl.name}: plain answer changed`);
         });
@@ -337,7 +366,10 @@ async function driver(): Promise<void> {
           p = await runPlain(wl.requests);
         }
         rounds.push({ veil: v, plain: p });
-        info(`  ${wl.name} round ${r + 1}: veil ${v.rps.toFixed(0)} req/s p50 ${v.p50.toFixed(2)} ms p99 ${v.p99.toFixed(2)} ms | plain ${p.rps.toFixed(0)} req/s p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms`);
+        info(
+          `  ${wl.name} round ${r + 1}: veil ${v.rps.toFixed(1)} req/s p50 ${v.p50.toFixed(2)} ms p99 ${v.p99.toFixed(2)} ms cpu ${v.cpu.toFixed(2)} ms/req | ` +
+            `plain ${p.rps.toFixed(1)} req/s p50 ${p.p50.toFixed(2)} ms p99 ${p.p99.toFixed(2)} ms cpu ${p.cpu.toFixed(2)} ms/req`,
+        );
       }
       measured[wl.name] = { rounds, answerBytes: expected.length };
     }
@@ -372,6 +404,8 @@ async function driver(): Promise<void> {
         p50_ms_plain: med((x) => x.plain.p50),
         p99_ms_veil: med((x) => x.veil.p99),
         p99_ms_plain: med((x) => x.plain.p99),
+        cpu_ms_per_request_veil: med((x) => x.veil.cpu),
+        cpu_ms_per_request_plain: med((x) => x.plain.cpu),
       };
     };
     const g = figures(measured.generate.rounds);

@@ -12,7 +12,7 @@
 //                           software platform key as their hello states it (trust on first use)
 //   --platform-key FILE     software attester key for the workers (mode 0600; DEVELOPMENT ONLY)
 //   --attester software|tsm --tsm-root DIR --tsm-privlevel N    (tsm: inside a SEV-SNP/TDX guest)
-//   --workers N (2)  --port N (8080)  --host ADDR (127.0.0.1)  --queue N (32)  --in-flight N (2)
+//   --workers N (2)  --port N (8080)  --host ADDR (127.0.0.1)  --queue N (32)  --in-flight N (4)
 //   --deadline-ms N (30000)  --body-limit BYTES (16 MiB)  --log-level L (info)
 //
 // SIGINT / SIGTERM: graceful shutdown (stop accepting, finish in-flight requests, close workers).
@@ -146,7 +146,7 @@ async function main(): Promise<void> {
     port: num(values.port, "port", 0, 65535, 8080),
     host: values.host ?? "127.0.0.1",
     queue: num(values.queue, "queue", 0, 1_000_000, 32),
-    inFlight: num(values["in-flight"], "in-flight", 1, 16, 2),
+    inFlight: num(values["in-flight"], "in-flight", 1, 16, 4),
     deadlineMs,
     bodyLimit: num(values["body-limit"], "body-limit", 1024, 2 ** 31, 16 * 2 ** 20),
     logLevel: values["log-level"] ?? "info",

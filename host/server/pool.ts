@@ -46,7 +46,7 @@ export interface PoolOptions {
   broker: KeyBroker | ((hello: Hello) => KeyBroker | Promise<KeyBroker>);
   /** Requests waiting per worker beyond those in flight; more is 503 SERVER_QUEUE_FULL. */
   queueSize: number;
-  /** Requests sent to one worker at a time (the worker runs them one by one; 2 keeps it busy). */
+  /** Requests sent to one worker at a time (the worker runs them one by one; a few queued in its pipe keep it busy). */
   inFlight: number;
   worker: WorkerSpawnOptions;
   log: Logger;

@@ -36,7 +36,7 @@ export interface ServerOptions {
   port?: number;
   /** Requests waiting per worker beyond those in flight (503 + Retry-After beyond); default 32. */
   queue?: number;
-  /** Requests sent to one worker at a time; default 2. */
+  /** Requests sent to one worker at a time (it runs them one by one; the rest wait in its pipe); default 4. */
   inFlight?: number;
   /** Per-request deadline, arrival to last byte (504 after); default 30 s. */
   deadlineMs?: number;
@@ -124,7 +124,7 @@ export async function startServer(o: ServerOptions): Promise<VeilServer> {
     trustConfig: trust,
     broker: typeof brokerOpt === "function" ? async (hello) => keyBrokerOf(await brokerOpt(hello)) : keyBrokerOf(brokerOpt),
     queueSize: o.queue ?? 32,
-    inFlight: o.inFlight ?? 2,
+    inFlight: o.inFlight ?? 4,
     worker: { ...o.worker, platformKeyFile: o.platformKeyFile ?? o.worker?.platformKeyFile },
     log,
     metrics,
