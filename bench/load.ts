@@ -210,6 +210,8 @@ table(
   ]),
 );
 for (const r of results) {
+  const cpuRatio = median(r.conf.map((c, i) => (c.workerCpuStreamMs + c.workerCpuFinishMs + c.parentCpuMs) / r.base[i].cpuMs));
+  console.log(`  ${r.mib} MiB: CPU time (worker + parent) / baseline CPU time, median of pairs ${cpuRatio.toFixed(2)}× — the same comparison in work done, less sensitive to the machine's other load`);
   console.log(`  ${r.mib} MiB per pair: confidential/baseline ${r.conf.map((c, i) => (c.totalMs / r.base[i].totalMs).toFixed(2)).join(" ")};` +
     ` finish-weights/baseline create ${r.conf.map((c, i) => (c.finishMs / r.base[i].createMs).toFixed(2)).join(" ")}`);
 }
