@@ -102,12 +102,18 @@ async function start(): Promise<void> {
       }
       if (why) say(`${bold("▸")} stopped; removed ${tmp}`);
     })());
-  let interrupts = 0;
+  let firstSignal = 0;
   const onSignal = (sig: string) => {
-    if (++interrupts > 1) {
-      rmSync(tmp, { recursive: true, force: true });
-      process.exit(130);
+    // Ctrl-C reaches this process directly and again through tsx and npm, which pass signals on:
+    // the copies within a second are one request to stop gracefully; a later Ctrl-C forces.
+    if (stopping) {
+      if (sig === "SIGINT" && Date.now() - firstSignal > 1000) {
+        rmSync(tmp, { recursive: true, force: true });
+        process.exit(130);
+      }
+      return;
     }
+    firstSignal = Date.now();
     void stop(sig).then(() => process.exit(0), () => process.exit(1));
   };
   process.on("SIGINT", () => onSignal("SIGINT"));
