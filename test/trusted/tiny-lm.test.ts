@@ -176,7 +176,7 @@ describe("models/tiny-lm through a real worker: confidential greedy generation =
   const request = (prompt: string) => F.sealRequest({
     loader: report,
     programDigest: program.manifest.digest,
-    request: { kind: 2, prompt: enc.encode(prompt), maxNewTokens: N, temperatureMilli: 0, topK: 0, hasSeed: false, seed: 0n },
+    request: { kind: 2, prompt: enc.encode(prompt), maxNewTokens: N, temperatureMilli: 0, topK: 0 }, // greedy, unseeded
   });
 
   it("the prompts exercise what they should: multi-byte tokens, a prompt over the context length, a full-length generation", () => {
