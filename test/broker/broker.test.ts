@@ -1,6 +1,6 @@
 // The embedded key broker with a REAL loader (build/loader.wasm): release to a verified loader
 // whose unwrap-key accepts the WrappedKey; refusals; the at-rest store; nonces.
-import { chmodSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { chmodSync, readFileSync, readdirSync, statSync, writeFileSync, rmSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { SoftwareAttester } from "../../host/attest/index.ts";
@@ -272,6 +272,7 @@ describe("key store at rest", () => {
     writeFileSync(keyFile, fx.brokerKey, { mode: 0o644 });
     chmodSync(keyFile, 0o644);
     expect(() => fx!.reopen({ brokerKey: undefined, brokerKeyFile: keyFile })).toThrow(/chmod 600/);
+    rmSync(keyFile); // a test secret: leave none behind in the shared temp dir
     fx.broker = fx.reopen();
   });
 });

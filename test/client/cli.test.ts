@@ -2,7 +2,7 @@
 // main(argv), and standalone (`node --import tsx host/client/cli.ts …`) with the default policy
 // taken from this checkout (build/loader.wasm's SHA-256, host/trusted/'s code hash).
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -24,6 +24,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await s?.close();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 beforeEach(() => s.reset());
 

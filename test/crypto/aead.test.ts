@@ -67,7 +67,7 @@ function block(key: Uint8Array, nonce: Uint8Array, counter: number): Uint8Array 
 
 const nodeSeal = (key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, msg: Uint8Array) => {
   const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: 16 });
-  c.setAAD(aad);
+  c.setAAD(aad, { plaintextLength: msg.length });
   return new Uint8Array(Buffer.concat([c.update(msg), c.final(), c.getAuthTag()]));
 };
 // node:crypto's chacha20 takes counter‖nonce as a 16-byte IV.
