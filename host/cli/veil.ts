@@ -43,6 +43,11 @@ export const DELEGATES: readonly Delegate[] = [
     main: async (argv, io) => (await import("../client/cli.ts")).main(argv, io),
   },
   {
+    name: "serve",
+    summary: "the confidential inference server and its trusted worker pool",
+    main: async (argv) => (await import("../server/main.ts")).serveMain(argv),
+  },
+  {
     name: "broker",
     summary: "the key broker: serve, add-key, verify-log, gen-key",
     main: async (argv) => (await import("../broker/main.ts")).brokerMain(argv),

@@ -1,4 +1,4 @@
-// `tsx host/server/main.ts`: the confidential inference server's process entry (README.md).
+// `veil serve` (or `tsx host/server/main.ts`): the confidential inference server (README.md).
 //
 //   --models DIR            program directories as veil seal writes them (required)
 //   --trust FILE            trust configuration (veil trust) every loader is initialised with (required)
@@ -62,8 +62,20 @@ function num(v: string | undefined, name: string, min: number, max: number, dflt
   return n;
 }
 
-async function main(): Promise<void> {
+/** `veil serve`: runs until SIGINT/SIGTERM, then resolves to the exit code. */
+export async function serveMain(argv: string[]): Promise<number> {
+  try {
+    return await serve(argv);
+  } catch (e) {
+    cleanup();
+    process.stderr.write(`veil server: ${e instanceof Usage ? `${e.message} (see --help)` : (e as Error).message}\n`);
+    return e instanceof Usage ? 2 : 1;
+  }
+}
+
+async function serve(argv: string[]): Promise<number> {
   const { values } = parseArgs({
+    args: argv,
     options: {
       models: { type: "string" },
       trust: { type: "string" },
@@ -90,7 +102,7 @@ async function main(): Promise<void> {
   });
   if (values.help) {
     process.stdout.write(readFileSync(new URL(import.meta.url), "utf8").split("\n").filter((l) => l.startsWith("//")).slice(0, 19).map((l) => l.slice(3)).join("\n") + "\n");
-    return;
+    return 0;
   }
   if (!values.models) throw new Usage("--models DIR is required");
   if (!values.trust) throw new Usage("--trust FILE is required (veil trust): the loaders never trust a program's own signers");
@@ -153,22 +165,22 @@ async function main(): Promise<void> {
     worker: { attester, platformKeyFile: values["platform-key"], tsmRoot: values["tsm-root"], tsmPrivlevel: values["tsm-privlevel"] === undefined ? undefined : Number(values["tsm-privlevel"]) },
   });
   process.stderr.write(`veil server: listening on ${server.url} with ${server.pool.slots.length} worker(s); Ctrl-C stops it gracefully\n`);
-  let stopping = false;
-  const stop = (sig: string) => {
-    if (stopping) return;
-    stopping = true;
-    process.stderr.write(`veil server: ${sig}: finishing accepted requests, then closing the workers\n`);
-    void server.close().then(() => {
-      cleanup();
-      process.exit(0);
-    });
-  };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (sig: string) => {
+      if (stopping) return;
+      stopping = true;
+      process.stderr.write(`veil server: ${sig}: finishing accepted requests, then closing the workers\n`);
+      void server.close().then(() => {
+        cleanup();
+        resolve(0);
+      });
+    };
+    process.on("SIGINT", () => stop("SIGINT"));
+    process.on("SIGTERM", () => stop("SIGTERM"));
+  });
 }
 
-main().catch((e: unknown) => {
-  cleanup();
-  process.stderr.write(`veil server: ${e instanceof Usage ? `${e.message} (see --help)` : (e as Error).message}\n`);
-  process.exit(e instanceof Usage ? 2 : 1);
-});
+if (import.meta.url === `file://${process.argv[1]}`) {
+  void serveMain(process.argv.slice(2)).then((code) => process.exit(code));
+}

@@ -89,7 +89,7 @@ describe("veil CLI: usage and file errors", () => {
       v(["seal", "m.onnx", "--data-key", "model.key", "--name", "m", "--version", "1", "--out", "d", "--dim", "nosuch=4"]),
     ]);
     expect(unknown.code).toBe(2);
-    expect(unknown.stderr).toMatch(/^veil: unknown command "frobnicate" \(commands: keygen, trust, seal, sign, inspect, run, gen-mlp, infer, broker; veil --help\)\n$/);
+    expect(unknown.stderr).toMatch(/^veil: unknown command "frobnicate" \(commands: keygen, trust, seal, sign, inspect, run, gen-mlp, infer, serve, broker; veil --help\)\n$/);
     oneLine(opt, "inspect", 2, /unknown option --frob \(veil inspect --help\)$/);
     oneLine(noValue, "seal", 2, /option --name needs a value/);
     oneLine(missing, "seal", 2, /--name is required/);
