@@ -1,5 +1,5 @@
 // RFC 9180 HPKE base mode for exactly DHKEM(X25519, HKDF-SHA256) / HKDF-SHA256 / ChaCha20Poly1305, on @noble primitives. Trust status: handles secrets — used by the client and the key broker on their own machines, and by test/reference servers; the untrusted host only ever sees `enc` and ciphertext.
-import { x25519 } from "@noble/curves/ed25519.js";
+import { createPrivateKey, createPublicKey, diffieHellman } from "node:crypto";
 import { chacha20poly1305 } from "@noble/ciphers/chacha.js";
 import { expand, extract } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
@@ -35,8 +35,16 @@ export interface KeyPair {
   publicKey: Uint8Array;
 }
 
+// X25519 through node:crypto (OpenSSL): about 30× faster than a JS implementation, and the
+// client seals one request per call. Raw keys travel as fixed DER prefixes (RFC 8410).
+const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
+const SPKI_X25519 = Buffer.from("302a300506032b656e032100", "hex");
+const privateKeyObject = (k: Uint8Array) => createPrivateKey({ key: Buffer.concat([PKCS8_X25519, k]), format: "der", type: "pkcs8" });
+const publicKeyObject = (k: Uint8Array) => createPublicKey({ key: Buffer.concat([SPKI_X25519, k]), format: "der", type: "spki" });
+
 /** SPEC §2.2: 32 bytes of entropy used as the scalar. */
-export const publicKeyOf = (privateKey: Uint8Array): Uint8Array => x25519.getPublicKey(privateKey);
+export const publicKeyOf = (privateKey: Uint8Array): Uint8Array =>
+  new Uint8Array(createPublicKey(privateKeyObject(privateKey)).export({ format: "der", type: "spki" }).subarray(SPKI_X25519.length));
 
 export function generateKeyPair(): KeyPair {
   const privateKey = new Uint8Array(randomBytes(32));
@@ -56,7 +64,7 @@ function dh(privateKey: Uint8Array, publicKey: Uint8Array, field: string): Uint8
   if (!(publicKey instanceof Uint8Array) || publicKey.length !== 32) throw new VeilFormatError("BAD_KEY", "hpke", field, "not a 32-byte X25519 public key");
   let out: Uint8Array;
   try {
-    out = x25519.getSharedSecret(privateKey, publicKey);
+    out = new Uint8Array(diffieHellman({ privateKey: privateKeyObject(privateKey), publicKey: publicKeyObject(publicKey) }));
   } catch {
     throw new VeilFormatError("BAD_KEY", "hpke", field, "X25519 shared secret is all zero (low-order key)");
   }
