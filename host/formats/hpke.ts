@@ -36,15 +36,16 @@ export interface KeyPair {
 }
 
 // X25519 through node:crypto (OpenSSL): about 30× faster than a JS implementation, and the
-// client seals one request per call. Raw keys travel as fixed DER prefixes (RFC 8410).
-const PKCS8_X25519 = Buffer.from("302e020100300506032b656e04220420", "hex");
-const SPKI_X25519 = Buffer.from("302a300506032b656e032100", "hex");
-const privateKeyObject = (k: Uint8Array) => createPrivateKey({ key: Buffer.concat([PKCS8_X25519, k]), format: "der", type: "pkcs8" });
-const publicKeyObject = (k: Uint8Array) => createPublicKey({ key: Buffer.concat([SPKI_X25519, k]), format: "der", type: "spki" });
+// client seals one request per call. Raw keys go in as JWK (RFC 8037), which Node imports
+// directly as raw keys; OpenSSL 3's DER decoders would cost hundreds of µs per key.
+const b64u = (k: Uint8Array) => Buffer.from(k).toString("base64url");
+const privateKeyObject = (k: Uint8Array) =>
+  createPrivateKey({ key: { kty: "OKP", crv: "X25519", d: b64u(k), x: "" }, format: "jwk" });
+const publicKeyObject = (k: Uint8Array) => createPublicKey({ key: { kty: "OKP", crv: "X25519", x: b64u(k) }, format: "jwk" });
 
 /** SPEC §2.2: 32 bytes of entropy used as the scalar. */
 export const publicKeyOf = (privateKey: Uint8Array): Uint8Array =>
-  new Uint8Array(createPublicKey(privateKeyObject(privateKey)).export({ format: "der", type: "spki" }).subarray(SPKI_X25519.length));
+  new Uint8Array(Buffer.from(createPublicKey(privateKeyObject(privateKey)).export({ format: "jwk" }).x!, "base64url"));
 
 export function generateKeyPair(): KeyPair {
   const privateKey = new Uint8Array(randomBytes(32));
