@@ -214,7 +214,7 @@ async function start(): Promise<void> {
           `trust config hash, nonce${w.skipped.length ? `; SKIPPED: ${w.skipped.join(", ")}` : "; nothing skipped"}; loader key id ${w.keyId}`,
       );
     for (const e of releases)
-      say(`  key release          broker audit log seq ${e.seq}, hash ${e.hash.slice(0, 16)}…: data key ${e.keyId} released to a loader with measurement ${String(e.measurement).slice(0, 16)}…`);
+      say(`  key release          broker audit log seq ${e.seq}, hash ${e.hash.slice(0, 16)}…: the data key with key id ${e.keyId} released to a loader with measurement ${String(e.measurement).slice(0, 16)}…`);
     say(`  audit log            ${audit.ok ? `hash chain verified, ${audit.entries} entries, head ${audit.head}` : `BROKEN at line ${audit.line}: ${audit.reason}`}`);
     say(`  completion           ${summary.tokens} tokens in ${summary.chunks} sealed records from worker ${summary.worker}, stop: ${summary.stop}; everything above took ${((Date.now() - t0) / 1000).toFixed(1)} s`);
     say();
