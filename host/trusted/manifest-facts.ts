@@ -4,6 +4,7 @@
 // bound so that a loader bug cannot turn into an out-of-range read here. It is written against
 // SPEC.md alone (no import from host/formats: trusted code depends on nothing untrusted).
 // Manifests are public, so error messages may quote their fields.
+import { PayloadReader } from "./protocol.ts";
 
 export interface TensorFacts {
   name: string;
@@ -38,52 +39,16 @@ const DTYPES = new Set([1, 2, 3, 5, 6, 7, 9, 10, 11]); // SPEC §5.2
 const NAME_BYTE = /^[A-Za-z0-9._/-]$/;
 const WEIGHTS_MAX = 2 ** 46; // SPEC §13
 
-class Cursor {
-  pos = 0;
-  private readonly dv: DataView;
-  constructor(private readonly b: Uint8Array) {
-    this.dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
-  }
-  need(n: number, field: string): void {
-    if (this.b.length - this.pos < n) throw new ManifestReadError(`manifest ends inside ${field}`);
-  }
-  u8(field: string): number {
-    this.need(1, field);
-    return this.b[this.pos++];
-  }
-  u16(field: string): number {
-    this.need(2, field);
-    const v = this.dv.getUint16(this.pos);
-    this.pos += 2;
-    return v;
-  }
-  u32(field: string): number {
-    this.need(4, field);
-    const v = this.dv.getUint32(this.pos);
-    this.pos += 4;
-    return v;
-  }
-  u64(field: string): bigint {
-    this.need(8, field);
-    const v = this.dv.getBigUint64(this.pos);
-    this.pos += 8;
-    return v;
-  }
-  skip(n: number, field: string): void {
-    this.need(n, field);
-    this.pos += n;
-  }
-  bytes(n: number, field: string): Uint8Array {
-    this.need(n, field);
-    const v = this.b.subarray(this.pos, this.pos + n);
-    this.pos += n;
-    return v;
+// The channel's strict reader, failing with this file's error type, plus SPEC §1.4 names.
+class Cursor extends PayloadReader {
+  constructor(b: Uint8Array) {
+    super(b, "manifest", (m) => new ManifestReadError(m));
   }
   /** SPEC §1.4 name<1..64>. */
   name(field: string): string {
     const n = this.u8(`${field} length`);
     if (n < 1 || n > 64) throw new ManifestReadError(`${field}: length ${n} is not in 1..64`);
-    const s = String.fromCharCode(...this.bytes(n, field));
+    const s = String.fromCharCode(...this.fixed(n, field));
     for (const c of s) if (!NAME_BYTE.test(c)) throw new ManifestReadError(`${field}: byte outside the name alphabet`);
     if (s[0] === "/" || s[0] === ".") throw new ManifestReadError(`${field}: "${s}" begins with / or .`);
     return s;
@@ -115,7 +80,7 @@ function safe(v: bigint, field: string, max = Number.MAX_SAFE_INTEGER): number {
 /** Reads the facts the accelerator needs; throws ManifestReadError on anything out of bounds. */
 export function readManifestFacts(bytes: Uint8Array): ManifestFacts {
   const c = new Cursor(bytes);
-  const magic = c.bytes(8, "magic");
+  const magic = c.fixed(8, "magic");
   if (magic.some((b, i) => b !== MAGIC[i])) throw new ManifestReadError("not a version 1 manifest (magic)");
   const name = c.name("name");
   const version = c.u64("version");
@@ -158,6 +123,6 @@ export function readManifestFacts(bytes: Uint8Array): ManifestFacts {
   // Policy: u16 version, then u16-length extensions; nothing may follow.
   c.u16("policy.policy_version");
   c.skip(c.u16("policy.extensions length"), "policy.extensions");
-  if (c.pos !== bytes.length) throw new ManifestReadError(`${bytes.length - c.pos} bytes after the policy`);
+  if (c.remaining() !== 0) throw new ManifestReadError(`${c.remaining()} bytes after the policy`);
   return { name, version, mode, inputs, outputs, plaintextSize, chunkSize, files };
 }

@@ -149,14 +149,36 @@ export function errorPayload(code: number, message: string): Uint8Array[] {
 export class PayloadReader {
   private pos = 0;
   private readonly dv: DataView;
-  constructor(private readonly bytes: Uint8Array, private readonly what: string) {
+  /** `fail` makes the error a caller's own type (the manifest reader's, for one). */
+  constructor(
+    private readonly bytes: Uint8Array,
+    private readonly what: string,
+    private readonly fail: (message: string) => Error = (m) => new ProtocolError(m),
+  ) {
     this.dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   }
 
   private need(n: number, field: string): void {
     if (this.bytes.length - this.pos < n) {
-      throw new ProtocolError(`${this.what}: payload ends inside ${field} (${this.bytes.length - this.pos} of ${n} bytes left)`);
+      throw this.fail(`${this.what}: payload ends inside ${field} (${this.bytes.length - this.pos} of ${n} bytes left)`);
     }
+  }
+
+  u8(field: string): number {
+    this.need(1, field);
+    return this.bytes[this.pos++];
+  }
+
+  u64(field: string): bigint {
+    this.need(8, field);
+    const v = this.dv.getBigUint64(this.pos);
+    this.pos += 8;
+    return v;
+  }
+
+  skip(n: number, field: string): void {
+    this.need(n, field);
+    this.pos += n;
   }
 
   u16(field: string): number {
@@ -188,6 +210,10 @@ export class PayloadReader {
     return this.fixed(this.u16(`${field} length`), field);
   }
 
+  remaining(): number {
+    return this.bytes.length - this.pos;
+  }
+
   rest(): Uint8Array {
     const v = this.bytes.subarray(this.pos);
     this.pos = this.bytes.length;
@@ -196,7 +222,7 @@ export class PayloadReader {
 
   end(): void {
     if (this.pos !== this.bytes.length) {
-      throw new ProtocolError(`${this.what}: ${this.bytes.length - this.pos} bytes after the last field`);
+      throw this.fail(`${this.what}: ${this.bytes.length - this.pos} bytes after the last field`);
     }
   }
 }
