@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { concat } from "../../host/formats/bytes.ts";
-import { VeilFormatError } from "../../host/formats/errors.ts";
 import {
   WEIGHTS_HEADER_SIZE,
   checkHeaderMatches,
@@ -15,19 +14,10 @@ import { WRAPPED_KEY_SIZE, decodeWrappedKey, encodeWrappedKey } from "../../host
 import { decodeEncapsulatedRequest, encodeEncapsulatedRequest } from "../../host/formats/request.ts";
 import type { WeightsDescriptor } from "../../host/formats/manifest.ts";
 import { Writer } from "../../host/formats/wire.ts";
+import { codeOf, errOf } from "./helpers.ts";
 
 const runs = process.env.SLOW ? 500 : 60;
 
-function errOf(f: () => unknown): VeilFormatError | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof VeilFormatError) return e;
-    throw e;
-  }
-  return undefined;
-}
-const codeOf = (f: () => unknown): string => errOf(f)?.code ?? "OK";
 
 const b = (n: number) => fc.uint8Array({ minLength: n, maxLength: n });
 const arbHeader: fc.Arbitrary<WeightsHeader> = fc

@@ -18,24 +18,12 @@ import {
 import { checkSchema, decodeTensorList, encodeTensorList, tensorFromArray, type Tensor } from "../../host/formats/tensor.ts";
 import type { Manifest } from "../../host/formats/manifest.ts";
 import { Writer } from "../../host/formats/wire.ts";
+import { codeOf, errOf as err, arbNameOf } from "./helpers.ts";
 
 const runs = process.env.SLOW ? 500 : 60;
 
-function err(f: () => unknown): VeilFormatError | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof VeilFormatError) return e;
-    throw e;
-  }
-  return undefined;
-}
-const codeOf = (f: () => unknown): string => err(f)?.code ?? "OK";
 
-const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/";
-const arbName = fc
-  .tuple(fc.constantFrom(...nameChars.slice(0, 62)), fc.array(fc.constantFrom(...nameChars), { maxLength: 20 }))
-  .map(([h, t]) => h + t.join(""));
+const arbName = arbNameOf(20);
 const arbTensor: fc.Arbitrary<Tensor> = fc
   .record({ name: arbName, dtype: fc.constantFrom(...Object.keys(DTYPES).map(Number)), dims: fc.array(fc.integer({ min: 0, max: 5 }), { maxLength: 4 }) })
   .chain((t) => {

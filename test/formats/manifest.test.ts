@@ -19,26 +19,14 @@ import {
 } from "../../host/formats/manifest.ts";
 import { buildManifest, generateTensorSpecs } from "../../host/formats/manifest-builder.ts";
 import { Writer } from "../../host/formats/wire.ts";
+import { codeOf, errOf as err, arbNameOf } from "./helpers.ts";
 
 const runs = process.env.SLOW ? 500 : 60;
 
-function err(f: () => unknown): VeilFormatError | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof VeilFormatError) return e;
-    throw e;
-  }
-  return undefined;
-}
-const codeOf = (f: () => unknown): string => err(f)?.code ?? "OK";
 
 // ---- arbitraries -------------------------------------------------------------------------------
 
-const nameChars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/";
-const arbName = fc
-  .tuple(fc.constantFrom(...nameChars.slice(0, 62)), fc.array(fc.constantFrom(...nameChars), { maxLength: 63 }))
-  .map(([h, t]) => h + t.join(""));
+const arbName = arbNameOf(63);
 const arbProgramName = fc
   .tuple(fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789"), fc.array(fc.constantFrom(..."abcdefghijklmnopqrstuvwxyz0123456789._-"), { maxLength: 63 }))
   .map(([h, t]) => h + t.join(""));

@@ -5,7 +5,6 @@ import { CipherSuite, HkdfSha256 } from "@hpke/core";
 import { DhkemX25519HkdfSha256 } from "@hpke/dhkem-x25519";
 import { Chacha20Poly1305 } from "@hpke/chacha20poly1305";
 import { ascii, concat } from "../../host/formats/bytes.ts";
-import { VeilFormatError } from "../../host/formats/errors.ts";
 import { generateKeyPair } from "../../host/formats/hpke.ts";
 import { decodeInnerResponse, type InnerRequest, type InnerResponse, type StreamChunk } from "../../host/formats/inner.ts";
 import { buildReportBody, encodeReportBody } from "../../host/formats/report.ts";
@@ -14,19 +13,10 @@ import { tensorFromArray } from "../../host/formats/tensor.ts";
 import { LIMITS } from "../../host/formats/constants.ts";
 import { egressLimitExtension, type Manifest } from "../../host/formats/manifest.ts";
 import { sha256 } from "@noble/hashes/sha2.js";
+import { codeOf, errOf } from "./helpers.ts";
 
 const runs = process.env.SLOW ? 100 : 15;
 
-function errOf(f: () => unknown): VeilFormatError | undefined {
-  try {
-    f();
-  } catch (e) {
-    if (e instanceof VeilFormatError) return e;
-    throw e;
-  }
-  return undefined;
-}
-const codeOf = (f: () => unknown): string => errOf(f)?.code ?? "OK";
 
 const server = generateKeyPair();
 const report = encodeReportBody(buildReportBody(server.publicKey, new Uint8Array(32).fill(7), new Uint8Array(32).fill(9)));
