@@ -55,13 +55,15 @@ function home(enc: usize): u32 {
 @inline function entryAt(h: u32): u32 { return load<u32>(REPLAY_INDEX + <usize>h * 4); }
 @inline function setEntry(h: u32, v: u32): void { store<u32>(REPLAY_INDEX + <usize>h * 4, v); }
 
-function replaySeen(enc: usize): bool {
-  for (let h = home(enc); ; h = (h + 1) & MASK) {
+// Returns -1 if `enc` is in the window, else its home (for replayRemember: hashed once).
+function replayLookup(enc: usize): i32 {
+  const k = home(enc);
+  for (let h = k; ; h = (h + 1) & MASK) {
     const v = entryAt(h);
-    if (v == 0) return false;
-    if (memory.compare(REPLAY_RING + <usize>((v & 0xffff) - 1) * 32, enc, 32) == 0) return true;
+    if (v == 0) return <i32>k;
+    if (memory.compare(REPLAY_RING + <usize>((v & 0xffff) - 1) * 32, enc, 32) == 0) return -1;
   }
-  return false;
+  return -1;
 }
 
 // Removes the index entry of ring slot `slot`, then shifts later entries of the cluster back.
@@ -84,12 +86,11 @@ function replayForget(slot: u32): void {
   setEntry(i, 0);
 }
 
-function replayRemember(enc: usize): void {
+function replayRemember(enc: usize, k: u32): void {
   const slot = replayNext;
   if (replayCount == REPLAY_WINDOW) replayForget(slot); // evict the oldest
   else replayCount++;
   memory.copy(REPLAY_RING + <usize>slot * 32, enc, 32);
-  const k = home(enc);
   let h = k;
   while (entryAt(h) != 0) h = (h + 1) & MASK;
   setEntry(h, (k << 16) | (slot + 1));
@@ -120,7 +121,8 @@ function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLab
   if (kem != 0x0020) return err(UNSUPPORTED_SUITE, R_KEM);
   if (kdf != 0x0001) return err(UNSUPPORTED_SUITE, R_KDF);
   if (aead != 0x0003) return err(UNSUPPORTED_SUITE, R_AEAD);
-  if (replaySeen(enc)) return err(REPLAY, R_ENC); // §8.2
+  const encHome = replayLookup(enc);
+  if (encHome < 0) return err(REPLAY, R_ENC); // §8.2
   // info = "veil request v1\0" ‖ hdr ‖ program_digest
   memory.copy(INFO, REQUEST_INFO, REQUEST_INFO_LEN);
   memory.copy(INFO + REQUEST_INFO_LEN, p, 7);
@@ -132,7 +134,7 @@ function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLab
   if (ok) exportSecret(CTX, exportLabel, exportLabelLen, SECRET, 32); // RFC 9458 §4.4
   wipe(CTX, HPKE_CTX_SIZE);
   if (!ok) return err(REQUEST_AUTH, R_CT);
-  replayRemember(enc);
+  replayRemember(enc, <u32>encHome);
   encPtr = enc;
   innerPtr = ct;
   innerLen = ctLen - 16;
