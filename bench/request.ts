@@ -10,6 +10,7 @@ import { CipherSuite, DhkemX25519HkdfSha256, HkdfSha256 } from "@hpke/core";
 import { Chacha20Poly1305 } from "@hpke/chacha20poly1305";
 import * as F from "../host/formats/index.ts";
 import { LoaderInstance } from "../host/trusted/loader-instance.ts";
+import { WeightsMeasure } from "../test/helpers/measure.ts";
 import { median } from "./harness.ts";
 
 const json = process.argv.includes("--json");
@@ -17,10 +18,11 @@ const ROUNDS = 15;
 const PER_ROUND = 200;
 const PAYLOAD = 1024; // bytes of tensor data per request
 
+const measure = new WeightsMeasure();
 const acc = {
   createProgram() {},
-  uploadWeights() {},
-  finishWeights() {},
+  uploadWeights: (program: number, _offset: bigint, data: Uint8Array) => measure.upload(program, data),
+  finishWeights: (program: number) => measure.finish(program),
   run: (_p: number, inputs: Uint8Array) => {
     const list = F.decodeTensorList(inputs);
     return F.encodeTensorList([{ ...list[0], name: "y" }]);

@@ -49,10 +49,17 @@ export function uploadWeights(program: u32, offset: u64, data: usize, len: usize
   return status();
 }
 
+// On success the 32-byte measurement (SPEC §9.1) is at `measurement` (in the arena).
+export let measurement: usize = 0;
 export function finishWeights(program: u32): u32 {
   store<u64>(RET, 0);
+  store<u32>(RET, 0, 8);
   accFinishWeights(program, RET);
-  return status();
+  const s = status();
+  if (s != 0 || overflow) return s != 0 ? s : 1;
+  measurement = <usize>load<u32>(RET, 4);
+  // SPEC §9.1: exactly 32 bytes, else ACCELERATOR_FAILED.
+  return load<u32>(RET, 8) == 32 && inMemory(measurement, 32) ? 0 : 1;
 }
 
 // On success the outputs are at `runOutput`/`runOutputLen` (in the arena, via cabi_realloc).

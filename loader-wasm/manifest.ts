@@ -185,7 +185,7 @@ export function parseManifest(base: usize, len: usize, f: Facts, tokenTable: usi
     const want = f.plaintextSize == 0 ? <u64>1 : (f.plaintextSize + cs - 1) / cs;
     if (f.chunkCount != want) wire.fail(NOT_CANONICAL, M_CHUNK_COUNT); // max(1, ⌈size/chunk⌉)
   }
-  f.commitmentOff = <u32>(wire.bytesAt(64, M_COMMITMENT) - base);
+  f.commitmentOff = <u32>(wire.bytesAt(32, M_COMMITMENT) - base); // SPEC §5.4, §9.1
   const files = wire.u8r(M_FILES);
   if (!wire.failed() && (files < 1 || files > 64)) wire.fail(BAD_LENGTH, M_FILES); // 1..64
   let total: u64 = 0;

@@ -1,10 +1,10 @@
 // Trusted: program slots and the sealed-weights stream (SPEC §5.6, §6.1, §9). It holds
-// each program's weights payload key and decides when plaintext weights may go to the
-// accelerator and when a program may run.
+// each program's weights payload and commitment keys and decides when plaintext weights may
+// go to the accelerator and when a program may run.
 import { ctEqual, wipe } from "./crypto/ct";
 import { sha256 } from "./crypto/sha256";
-import { sha512Init, sha512Update, sha512Final, SHA512_CTX_SIZE } from "./crypto/sha512";
 import { hkdfSha256Extract, hkdfSha256Expand } from "./crypto/hkdf";
+import { hmacSha256 } from "./crypto/hmac";
 import { aeadOpen } from "./crypto/aead";
 import * as wire from "./wire";
 import {
@@ -14,7 +14,7 @@ import {
 import { Facts, parseManifest } from "./manifest";
 import { MANIFESTS, MANIFEST_SLOT, MANIFEST_MAX, PROGRAMS_MAX } from "./layout";
 import { findKey } from "./keys";
-import { WEIGHTS_INFO, WEIGHTS_INFO_LEN } from "./labels";
+import { WEIGHTS_INFO, WEIGHTS_INFO_LEN, COMMIT_INFO, COMMIT_INFO_LEN } from "./labels";
 import * as host from "./imports";
 
 // Slot states.
@@ -24,7 +24,7 @@ const FREE: u32 = 0, AWAIT_HEADER: u32 = 1, AWAIT_CHUNK: u32 = 2, READY: u32 = 3
 const SLOT_SIZE: usize = 512;
 const SLOTS = memory.data(<i32>(SLOT_SIZE * 8), 16);
 const S_STATE: usize = 0, S_GEN: usize = 4, S_LEN: usize = 8, S_NEXT: usize = 16, S_OFFSET: usize = 24,
-  S_DIGEST: usize = 32, S_KEY: usize = 64, S_HASH: usize = 96, S_FACTS: usize = 96 + SHA512_CTX_SIZE;
+  S_DIGEST: usize = 32, S_KEY: usize = 64, S_COMMIT_KEY: usize = 96, S_FACTS: usize = 128;
 
 @inline function slotAt(i: u32): usize { return SLOTS + <usize>i * SLOT_SIZE; }
 export function facts(i: u32): Facts { return changetype<Facts>(slotAt(i) + S_FACTS); }
@@ -108,15 +108,13 @@ export function register(manifest: usize, manifestLen: usize, graph: usize, grap
 export function release(i: u32): void {
   const s = slotAt(i);
   host.dropProgram(handleOf(i));
-  wipe(s + S_KEY, 32);
-  wipe(s + S_HASH, SHA512_CTX_SIZE);
+  wipe(s + S_KEY, 64); // payload and commitment keys
   store<u32>(s + S_STATE, FREE);
 }
 
 function poison(i: u32, e: u32): u32 {
   const s = slotAt(i);
-  wipe(s + S_KEY, 32);
-  wipe(s + S_HASH, SHA512_CTX_SIZE);
+  wipe(s + S_KEY, 64); // payload and commitment keys
   host.dropProgram(handleOf(i));
   store<u32>(s + S_STATE, POISONED); // SPEC §9: the program cannot run until loaded again
   return e;
@@ -127,7 +125,7 @@ const W_MAGIC = F_WEIGHTS | 1, W_KEY_ID = F_WEIGHTS | 2, W_STREAM_ID = F_WEIGHTS
   W_COUNT = F_WEIGHTS | 5, W_SIZE = F_WEIGHTS | 6, W_CHUNK = F_WEIGHTS | 7;
 const HEADER_LEN: usize = 60;
 const NONCE = memory.data(12, 16);
-const INFO = memory.data(16 + 60, 16);
+const INFO = memory.data(27 + 60, 16); // the longer label ‖ header
 const PRK = memory.data(32, 16);
 
 // SPEC §9: one piece of the sealed weights stream — the header first, then each chunk.
@@ -144,7 +142,6 @@ export function loadWeights(i: u32, piece: usize, len: usize): u32 {
   // SPEC §9: plaintext_i is chunk_size bytes but for the last, which holds the rest.
   const ptLen = last ? f.plaintextSize - index * <u64>f.chunkSize : <u64>f.chunkSize;
   if (<u64>len != ptLen + 16) return poison(i, err(WEIGHTS_ORDER, W_CHUNK));
-  sha512Update(s + S_HASH, piece, len); // commitment covers every byte received
   // nonce_i = i as 11-byte big-endian ‖ final flag
   store<u32>(NONCE, 0);
   store<u64>(NONCE + 3, bswap<u64>(index));
@@ -161,12 +158,16 @@ export function loadWeights(i: u32, piece: usize, len: usize): u32 {
   store<u64>(s + S_OFFSET, offset + ptLen);
   store<u64>(s + S_NEXT, index + 1);
   if (!last) return 0;
-  // SPEC §9: the digest of the whole sealed stream must equal the signed commitment.
-  const d = memory.data(64, 16);
-  sha512Final(s + S_HASH, d);
   wipe(s + S_KEY, 32);
-  if (ctEqual(d, manifestBase(i) + f.commitmentOff, 64) != 1) return poison(i, err(WEIGHTS_COMMITMENT, W_CHUNK));
+  // SPEC §9.1: the accelerator's measurement of what it received, keyed, must equal the
+  // signed commitment before the program may run.
   if (host.finishWeights(handleOf(i)) != 0) return poison(i, err(ACCELERATOR_FAILED, 0x0900));
+  const c = memory.data(32, 16);
+  hmacSha256(s + S_COMMIT_KEY, 32, host.measurement, 32, c);
+  wipe(s + S_COMMIT_KEY, 32);
+  const ok = ctEqual(c, manifestBase(i) + f.commitmentOff, 32);
+  wipe(c, 32);
+  if (ok != 1) return poison(i, err(WEIGHTS_COMMITMENT, W_CHUNK));
   store<u32>(s + S_STATE, READY);
   return 0;
 }
@@ -195,9 +196,12 @@ function weightsHeader(i: u32, s: usize, f: Facts, p: usize, len: usize): u32 {
   memory.copy(INFO + WEIGHTS_INFO_LEN, p, HEADER_LEN);
   hkdfSha256Extract(streamId, 16, key, 32, PRK);
   hkdfSha256Expand(PRK, 32, INFO, WEIGHTS_INFO_LEN + HEADER_LEN, s + S_KEY, 32);
+  // SPEC §9.1: commit_key, same salt and key, its own label before the header.
+  memory.copy(INFO, COMMIT_INFO, COMMIT_INFO_LEN);
+  memory.copy(INFO + COMMIT_INFO_LEN, p, HEADER_LEN);
+  hkdfSha256Expand(PRK, 32, INFO, COMMIT_INFO_LEN + HEADER_LEN, s + S_COMMIT_KEY, 32);
   wipe(PRK, 32);
-  sha512Init(s + S_HASH);
-  sha512Update(s + S_HASH, p, len);
+  wipe(INFO, COMMIT_INFO_LEN + HEADER_LEN);
   store<u64>(s + S_NEXT, 0);
   store<u64>(s + S_OFFSET, 0);
   store<u32>(s + S_STATE, AWAIT_CHUNK);

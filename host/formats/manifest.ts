@@ -167,7 +167,7 @@ function readWeights(r: Reader): WeightsDescriptor {
   const expected = chunkCountFor(plaintextSize, chunkSize);
   if (chunkCount64 !== BigInt(expected))
     r.fail("NOT_CANONICAL", "weights.chunk_count", `${chunkCount64} is not max(1, ceil(${plaintextSize} / ${chunkSize})) = ${expected}`);
-  const commitment = r.fixed("weights.commitment", 64);
+  const commitment = r.fixed("weights.commitment", 32);
   const fileCount = r.ranged("weights.file_count", "u8", 1, MAX_WEIGHT_FILES, "BAD_LENGTH");
   const files: ExternalFile[] = [];
   const seen = new Set<string>();
@@ -277,7 +277,7 @@ export function encodeManifest(m: Manifest, opts: { validate?: boolean } = {}): 
     .u64(wd.plaintextSize, "weights.plaintext_size")
     .u32(wd.chunkSize, "weights.chunk_size")
     .u64(wd.chunkCount, "weights.chunk_count")
-    .fixed(wd.commitment, 64, "weights.commitment");
+    .fixed(wd.commitment, 32, "weights.commitment");
   if (wd.files.length > 0xff) w.fail("BAD_LENGTH", "weights.file_count", `${wd.files.length} files is not in 1..${MAX_WEIGHT_FILES}`);
   w.u8(wd.files.length, "weights.file_count");
   wd.files.forEach((f, i) => w.name(f.location, `weights.files[${i}].location`).u64(f.size, `weights.files[${i}].size`));

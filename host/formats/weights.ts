@@ -1,7 +1,7 @@
 // Sealed weights stream (SPEC §9): a constant-memory streaming sealer and a streaming opener. Trust status: the sealer runs on the model owner's / release CI's own machine (it holds the data key and plaintext weights); the opener is for tests and tools on such machines. The untrusted host only stores and forwards the sealed stream.
 import { hkdf } from "@noble/hashes/hkdf.js";
 import { sha256 } from "@noble/hashes/sha2.js";
-import { createCipheriv, createDecipheriv, createHash, randomBytes, type Hash } from "node:crypto";
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes, type Hash } from "node:crypto";
 import { createReadStream } from "node:fs";
 import { open, type FileHandle } from "node:fs/promises";
 import type { Writable } from "node:stream";
@@ -20,11 +20,26 @@ import {
 import { nameProblem } from "./wire.ts";
 
 const LABEL = ascii("veil weights v1\0");
+const COMMIT_LABEL = ascii("veil weights commitment v1\0");
 const TAG = 16;
 
 /** §9: payload_key = HKDF-SHA256(salt = stream_id, IKM = data_key, info = label ‖ header, 32). */
 export const payloadKey = (dataKey: Uint8Array, headerBytes: Uint8Array, streamId: Uint8Array): Uint8Array =>
   hkdf(sha256, dataKey, streamId, concat(LABEL, headerBytes), 32);
+
+/** §9.1: commit_key = HKDF-SHA256(salt = stream_id, IKM = data_key, info = label ‖ header, 32). */
+export const commitKey = (dataKey: Uint8Array, headerBytes: Uint8Array, streamId: Uint8Array): Uint8Array =>
+  hkdf(sha256, dataKey, streamId, concat(COMMIT_LABEL, headerBytes), 32);
+
+/** §9.1: commitment = HMAC-SHA256(commit_key, measurement), measurement = SHA-256 of the plaintext stream. */
+export function weightsCommitment(dataKey: Uint8Array, headerBytes: Uint8Array, streamId: Uint8Array, measurement: Uint8Array): Uint8Array {
+  const k = commitKey(dataKey, headerBytes, streamId);
+  try {
+    return new Uint8Array(createHmac("sha256", k).update(measurement).digest());
+  } finally {
+    wipe(k);
+  }
+}
 
 export type ByteSource = AsyncIterable<Uint8Array> | Iterable<Uint8Array>;
 
@@ -117,7 +132,7 @@ function checkFiles(files: WeightsFileInput[]): number {
 /**
  * Seals the concatenation of `files` as one §9 stream, in constant memory: plaintext is read
  * straight into one chunk-sized buffer, each sealed chunk is written out before the next is
- * read, and the SHA-512 commitment is computed on the fly.
+ * read, and the plaintext's SHA-256 for the §9.1 commitment is computed on the fly.
  */
 export async function sealWeights(opts: SealWeightsOptions): Promise<SealedWeights> {
   const chunkSize = opts.chunkSize ?? CHUNK_SIZE.DEFAULT;
@@ -135,7 +150,7 @@ export async function sealWeights(opts: SealWeightsOptions): Promise<SealedWeigh
   };
   const headerBytes = encodeWeightsHeader(header);
   const key = payloadKey(opts.dataKey, headerBytes, header.streamId);
-  const hash = createHash("sha512");
+  const measure = createHash("sha256"); // §9.1: over the plaintext stream
   const sink = await openSink(opts.out);
   const buf = new Uint8Array(chunkSize);
   let fill = 0;
@@ -144,12 +159,12 @@ export async function sealWeights(opts: SealWeightsOptions): Promise<SealedWeigh
   let written = 0;
 
   const emit = async (b: Uint8Array) => {
-    hash.update(b);
     written += b.length;
     await sink.write(b);
   };
   const sealChunk = async (final: boolean) => {
     const cipher = createCipheriv("chacha20-poly1305", key, counterNonce(index, final), { authTagLength: TAG });
+    measure.update(buf.subarray(0, fill));
     const ct = cipher.update(buf.subarray(0, fill));
     cipher.final();
     await emit(ct);
@@ -215,7 +230,7 @@ export async function sealWeights(opts: SealWeightsOptions): Promise<SealedWeigh
     plaintextSize: total,
     chunkSize,
     chunkCount: header.chunkCount,
-    commitment: new Uint8Array(hash.digest()),
+    commitment: weightsCommitment(opts.dataKey, headerBytes, header.streamId, new Uint8Array(measure.digest())),
     files: opts.files.map((f) => ({ location: f.location, size: f.size })),
   };
   return { descriptor, header, sealedSize: written };
@@ -230,7 +245,8 @@ export class WeightsOpener {
   private hdr?: WeightsHeader;
   private key?: Uint8Array;
   private index = 0;
-  private readonly hash: Hash = createHash("sha512");
+  private readonly measure: Hash = createHash("sha256");
+  private headerBytes?: Uint8Array;
   private digest?: Uint8Array;
   private poisoned?: VeilFormatError;
 
@@ -245,7 +261,7 @@ export class WeightsOpener {
     return this.digest !== undefined;
   }
 
-  /** SHA-512 over the whole stream, once complete. */
+  /** The §9.1 commitment of the stream, once complete. */
   get commitment(): Uint8Array | undefined {
     return this.digest;
   }
@@ -267,7 +283,7 @@ export class WeightsOpener {
         throw e;
       }
       this.key = payloadKey(this.opts.dataKey, piece, this.hdr.streamId);
-      this.hash.update(piece);
+      this.headerBytes = Uint8Array.from(piece);
       return undefined;
     }
     const h = this.hdr;
@@ -285,14 +301,14 @@ export class WeightsOpener {
       wipe(pt);
       this.fail("WEIGHTS_AUTH", `chunk[${i}]`, `chunk ${i} failed to open`);
     }
-    this.hash.update(piece);
+    this.measure.update(pt);
     this.index++;
     if (final) {
-      const digest = new Uint8Array(this.hash.digest());
+      const digest = weightsCommitment(this.opts.dataKey, this.headerBytes!, h.streamId, new Uint8Array(this.measure.digest()));
       const expected = this.opts.descriptor?.commitment;
       if (expected && !equalBytes(digest, expected)) {
         wipe(pt);
-        this.fail("WEIGHTS_COMMITMENT", `chunk[${i}]`, "the sealed stream differs from the manifest's commitment");
+        this.fail("WEIGHTS_COMMITMENT", `chunk[${i}]`, "the weights differ from the manifest's commitment");
       }
       this.digest = digest;
       wipe(this.key);

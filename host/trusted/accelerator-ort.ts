@@ -1,14 +1,16 @@
 // Trusted: the loader's accelerator import (SPEC §11.3) on ONNX Runtime. It receives
 // plaintext weights (`uploadWeights`) and plaintext tensors (`run`) — what the loader decided
-// to release — so it runs only inside the trusted worker. Plaintext lives here in exactly two
-// places: the per-location staging buffers, from the first byte of a location until the
-// session is built (then wiped with fill(0) and dropped), and, for the length of one `run`,
+// to release — so it runs only inside the trusted worker. It measures the weights it loads
+// (SPEC §9.1) on a second thread (measure.ts). Plaintext lives here in exactly two places:
+// the per-location staging buffers (shared with the measurement thread), from the program's
+// creation until the session is built (then wiped with fill(0) and dropped), and, for the length of one `run`,
 // any input copy made for alignment and ONNX Runtime's output arrays (wiped before returning;
 // the returned TensorList is wiped as soon as the loader has copied it). Nothing is logged but
 // public facts (handles, manifest names and sizes, timings).
 import type { Accelerator } from "./loader-instance.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { ManifestReadError, readManifestFacts, type ManifestFacts } from "./manifest-facts.ts";
+import { MeasureThread, type MeasureJob } from "./measure.ts";
 import { OrtRuntime, type OrtConfig, type SyncSession } from "./ort-runtime.ts";
 import { DTYPES, DTYPE_BY_ORT, TENSOR_MAX, readTensorList, typedView, writeTensorList, type OutTensor, type TypedArray } from "./tensorlist.ts";
 
@@ -34,8 +36,10 @@ interface Program {
   facts: ManifestFacts;
   /** Public graph bytes, kept until the session exists. */
   graph?: Uint8Array;
-  /** Per manifest file: its staging buffer once its first byte arrived. */
-  staging: (Uint8Array | undefined)[];
+  /** Per manifest file: its staging buffer (shared memory, pages touched as the stream nears them). */
+  staging: Uint8Array[];
+  /** The weights measurement in progress (SPEC §9.1). */
+  measure?: MeasureJob;
   /** Bytes of the weights stream received so far (the next expected offset). */
   received: number;
   /** Index of the file holding offset `received`. */
@@ -56,6 +60,7 @@ export class OrtAccelerator implements Accelerator {
   private readonly log: Logger;
   private failure: string | undefined;
   private pendingOutput: Uint8Array | undefined;
+  private readonly measurer = new MeasureThread();
 
   constructor(private readonly options: OrtAcceleratorOptions = {}) {
     this.log = options.log ?? silentLogger;
@@ -116,7 +121,18 @@ export class OrtAccelerator implements Accelerator {
             `bytes per location — seal the weights split into smaller files (host/onnx layoutTensors maxLocationSize)`);
         }
       }
-      this.programs.set(program, { facts, graph: new Uint8Array(graph), staging: [], received: 0, file: 0, failed: false });
+      // Staging, sized exactly per location; a fresh SharedArrayBuffer holds zeros and takes
+      // memory only as its pages are touched.
+      let buffers: SharedArrayBuffer[];
+      try {
+        buffers = facts.files.map((f) => new SharedArrayBuffer(f.size));
+      } catch {
+        this.refuse(program, `could not allocate ${facts.plaintextSize} bytes of staging`);
+      }
+      const staging = buffers.map((b) => new Uint8Array(b));
+      facts.files.forEach((f, i) => this.options.observeStaging?.(program, f.location, staging[i]));
+      const measure = this.measurer.job(buffers);
+      this.programs.set(program, { facts, graph: new Uint8Array(graph), staging, measure, received: 0, file: 0, failed: false });
       this.log.info("program created", {
         program, name: facts.name, version: String(facts.version), mode: facts.mode,
         graphBytes: graph.length, weightsBytes: facts.plaintextSize, files: facts.files.length,
@@ -131,6 +147,7 @@ export class OrtAccelerator implements Accelerator {
       if (offset !== BigInt(p.received)) this.refuse(program, `weights at offset ${offset}, expected ${p.received} (in order, without gaps or overlap)`);
       const end = p.received + data.length;
       if (end > p.facts.plaintextSize) this.refuse(program, `weights run to ${end}, past plaintext_size ${p.facts.plaintextSize}`);
+      p.measure!.claim(p.received, end);
       let from = 0;
       while (from < data.length) {
         // Skip files already full (or empty).
@@ -138,24 +155,16 @@ export class OrtAccelerator implements Accelerator {
         const f = p.facts.files[p.file];
         const at = p.received - f.start;
         const n = Math.min(f.size - at, data.length - from);
-        let buf = p.staging[p.file];
-        if (!buf) {
-          try {
-            buf = new Uint8Array(f.size); // sized exactly, when its first byte arrives
-          } catch {
-            this.refuse(program, `could not allocate ${f.size} bytes of staging for "${f.location}"`);
-          }
-          p.staging[p.file] = buf;
-          this.options.observeStaging?.(program, f.location, buf);
-        }
-        buf.set(data.subarray(from, from + n), at);
+        p.staging[p.file].set(data.subarray(from, from + n), at);
         from += n;
         p.received += n;
       }
+      p.measure!.published(p.received);
     });
   }
 
-  finishWeights(program: number): void | number {
+  /** Builds the session and returns the measurement (SPEC §9.1): SHA-256 of the staged weights. */
+  finishWeights(program: number): Uint8Array | number {
     return this.guard("finish-weights", program, () => {
       const p = this.live(program);
       if (p.session || p.graph === undefined) this.refuse(program, "finish-weights called twice");
@@ -165,7 +174,7 @@ export class OrtAccelerator implements Accelerator {
         }
         const externalData = p.facts.files
           .map((f, i) => ({ path: f.location, data: p.staging[i] }))
-          .filter((e): e is { path: string; data: Uint8Array } => e.data !== undefined && e.data.length > 0);
+          .filter((e) => e.data.length > 0); // ONNX Runtime rejects an empty buffer
         const t0 = process.hrtime.bigint();
         let session: SyncSession;
         try {
@@ -173,8 +182,16 @@ export class OrtAccelerator implements Accelerator {
         } catch {
           this.refuse(program, "ONNX Runtime could not build the session (its message is withheld: it may quote weights)");
         }
+        let measurement: Uint8Array;
         try {
           this.checkSignature(program, p.facts, session);
+          // The thread hashed while the session was being built; what it measured is what
+          // ONNX Runtime copied, and nothing has written the staging since.
+          try {
+            measurement = p.measure!.result();
+          } catch (e) {
+            this.refuse(program, `weights measurement failed: ${(e as Error).message}`);
+          }
         } catch (e) {
           session.dispose();
           throw e;
@@ -184,14 +201,15 @@ export class OrtAccelerator implements Accelerator {
         this.log.info("session ready", {
           program, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n), providers: this.runtime.providers.join(","),
         });
+        // Give the staging memory back now rather than at V8's leisure (when run with
+        // --expose-gc). Not from inside this call: its frames still hold the buffers.
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (gc) setImmediate(gc);
+        return measurement;
       } finally {
         // ONNX Runtime holds its own copy now (or failed): the staging plaintext goes either way.
         this.wipeStaging(p);
       }
-      // Give the staging memory back now rather than at V8's leisure (when run with
-      // --expose-gc). Not from inside this call: its frames still hold the buffers.
-      const gc = (globalThis as { gc?: () => void }).gc;
-      if (gc) setImmediate(gc);
     });
   }
 
@@ -289,10 +307,11 @@ export class OrtAccelerator implements Accelerator {
     this.log.info("program dropped", { program });
   }
 
-  /** Drops every program (worker shutdown). */
+  /** Drops every program (worker shutdown) and stops the measurement thread. */
   close(): void {
     for (const h of [...this.programs.keys()]) this.dropProgram(h);
     this.wipePendingOutput();
+    this.measurer.close();
   }
 
   private live(program: number): Program {
@@ -303,7 +322,14 @@ export class OrtAccelerator implements Accelerator {
   }
 
   private wipeStaging(p: Program): void {
-    for (const b of p.staging) b?.fill(0);
+    p.measure?.cancel();
+    p.measure = undefined;
+    // Plaintext is only in the stream's first `received` bytes; the rest was never written
+    // (wiping it would only fault in untouched pages).
+    p.facts.files.forEach((f, i) => {
+      const n = Math.min(f.size, Math.max(0, p.received - f.start));
+      if (n > 0) p.staging[i]?.fill(0, 0, n);
+    });
     p.staging = [];
   }
 

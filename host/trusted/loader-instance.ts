@@ -8,7 +8,8 @@ export interface Accelerator {
   createProgram(program: number, manifest: Uint8Array, graph: Uint8Array): void | number;
   /** `data` is a view of the loader's memory, valid only during the call: copy what you keep. */
   uploadWeights(program: number, offset: bigint, data: Uint8Array): void | number;
-  finishWeights(program: number): void | number;
+  /** Builds the session; returns the measurement, SHA-256 of the weights received (SPEC §9.1). */
+  finishWeights(program: number): Uint8Array | number;
   /** `inputs` is a view of the loader's memory, valid only during the call. */
   run(program: number, inputs: Uint8Array): Uint8Array | number;
   dropProgram(program: number): void;
@@ -80,6 +81,23 @@ export class LoaderInstance {
         setResult(ret, ERROR_OF(e));
       }
     };
+    // result<list<u8>, error-code> back to the loader: the list goes into its arena.
+    const returnList = (ret: number, f: () => Uint8Array | number) => {
+      let out: Uint8Array | number;
+      try {
+        out = f();
+      } catch (e) {
+        out = ERROR_OF(e);
+      }
+      if (typeof out === "number") return setResult(ret, ERROR_OF(out));
+      const q = self!.x.cabi_realloc(0, 0, 8, out.length);
+      // A list the arena cannot hold: the loader refuses it itself.
+      if (q + out.length <= self!.x.memory.buffer.byteLength) mem().set(out, q);
+      const d = dv();
+      d.setUint8(ret, 0);
+      d.setUint32(ret + 4, q, true);
+      d.setUint32(ret + 8, out.length, true);
+    };
     const entropy = caps.entropy ?? ((out: Uint8Array) => void randomFillSync(out));
     const clock = caps.clock ?? (() => process.hrtime.bigint());
     const acc = caps.accelerator;
@@ -89,23 +107,8 @@ export class LoaderInstance {
           status(ret, () => acc.createProgram(program >>> 0, view(mp, ml), view(gp, gl))),
         "upload-weights": (program: number, offset: bigint, p: number, n: number, ret: number) =>
           status(ret, () => acc.uploadWeights(program >>> 0, BigInt.asUintN(64, offset), view(p, n))),
-        "finish-weights": (program: number, ret: number) => status(ret, () => acc.finishWeights(program >>> 0)),
-        run: (program: number, p: number, n: number, ret: number) => {
-          let out: Uint8Array | number;
-          try {
-            out = acc.run(program >>> 0, view(p, n));
-          } catch (e) {
-            out = ERROR_OF(e);
-          }
-          if (typeof out === "number") return setResult(ret, ERROR_OF(out));
-          const q = self!.x.cabi_realloc(0, 0, 8, out.length);
-          // An output the arena cannot hold: the loader answers it with TOO_LARGE itself.
-          if (q + out.length <= self!.x.memory.buffer.byteLength) mem().set(out, q);
-          const d = dv();
-          d.setUint8(ret, 0);
-          d.setUint32(ret + 4, q, true);
-          d.setUint32(ret + 8, out.length, true);
-        },
+        "finish-weights": (program: number, ret: number) => returnList(ret, () => acc.finishWeights(program >>> 0)),
+        run: (program: number, p: number, n: number, ret: number) => returnList(ret, () => acc.run(program >>> 0, view(p, n))),
         "drop-program": (program: number) => acc.dropProgram(program >>> 0),
       },
       "veil:loader/entropy@0.1.0": {
@@ -178,6 +181,17 @@ export class LoaderInstance {
 
   loadWeights(program: number, piece: Uint8Array): void {
     this.call("load-weights", [program, ...this.put(piece)], () => undefined);
+  }
+
+  /**
+   * load-weights with a piece of `len` bytes that `fill` writes straight into the argument
+   * arena (a file read lands there with no copy in between). `fill` must fill the whole view.
+   */
+  loadWeightsFrom(program: number, len: number, fill: (arena: Uint8Array) => void): void {
+    const p = this.x.cabi_realloc(0, 0, 1, len);
+    // As in put(): a piece the arena cannot hold is not written, and the loader refuses it.
+    if (p + len <= this.x.memory.buffer.byteLength) fill(new Uint8Array(this.x.memory.buffer, p, len));
+    this.call("load-weights", [program, p, len], () => undefined);
   }
 
   unloadProgram(program: number): void {

@@ -104,7 +104,7 @@ export function readManifestFacts(bytes: Uint8Array): ManifestFacts {
   const plaintextSize = safe(c.u64("weights.plaintext_size"), "weights.plaintext_size", WEIGHTS_MAX);
   const chunkSize = c.u32("weights.chunk_size");
   c.u64("weights.chunk_count");
-  c.skip(64, "weights.commitment");
+  c.skip(32, "weights.commitment");
   const fileCount = c.u8("weights.file_count");
   if (fileCount < 1 || fileCount > 64) throw new ManifestReadError(`weights.file_count ${fileCount} is not in 1..64`);
   const files: WeightsFile[] = [];

@@ -9,6 +9,7 @@ import { SoftwareAttester, encodeEvidence } from "../../host/attest/index.ts";
 import { createBroker, type Broker, type BrokerOptions, type BrokerPolicy } from "../../host/broker/index.ts";
 import * as F from "../../host/formats/index.ts";
 import { LoaderInstance, type Accelerator } from "../../host/trusted/loader-instance.ts";
+import { WeightsMeasure } from "../helpers/measure.ts";
 
 export const rand = (n: number): Uint8Array => new Uint8Array(randomBytes(n));
 export const sha256 = (b: Uint8Array): Uint8Array => new Uint8Array(createHash("sha256").update(b).digest());
@@ -23,12 +24,13 @@ export const measurement = (): Uint8Array => sha256(wasm());
 export const WORKER_CODE_HASH = sha256(new TextEncoder().encode("veil test worker code"));
 
 /** Key release needs no accelerator work: every call succeeds, run has nothing to return. */
+const measure = new WeightsMeasure();
 export const nullAccelerator: Accelerator = {
   createProgram() {},
-  uploadWeights() {},
-  finishWeights() {},
+  uploadWeights: (program, _offset, data) => measure.upload(program, data),
+  finishWeights: (program) => measure.finish(program),
   run: () => 64,
-  dropProgram() {},
+  dropProgram: (program) => measure.drop(program),
 };
 
 export interface Loader {

@@ -10,6 +10,7 @@ import { readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import * as F from "../../host/formats/index.ts";
 import { LoaderError, LoaderInstance, type Accelerator } from "../../host/trusted/loader-instance.ts";
+import { WeightsMeasure } from "../helpers/measure.ts";
 import { codeHash } from "../../host/trusted/identity.ts";
 import { SoftwareAttester, encodeEvidence } from "../../host/attest/index.ts";
 
@@ -44,8 +45,13 @@ class ScriptedAccelerator implements Accelerator {
   createProgram(program: number, manifest: Uint8Array): void {
     this.manifests.set(program, F.decodeManifest(manifest));
   }
-  uploadWeights(): void {}
-  finishWeights(): void {}
+  private readonly measure = new WeightsMeasure();
+  uploadWeights(program: number, _offset: bigint, data: Uint8Array): void {
+    this.measure.upload(program, data);
+  }
+  finishWeights(program: number): Uint8Array {
+    return this.measure.finish(program);
+  }
   run(program: number, inputs: Uint8Array): Uint8Array {
     this.runs++;
     const m = this.manifests.get(program)!;

@@ -75,7 +75,7 @@ describe("WeightsHeader (§9)", () => {
 
   it("compares key_id, stream_id, chunk_size, chunk_count and plaintext_size with the descriptor (WEIGHTS_MISMATCH) and knows chunk lengths", () => {
     const h: WeightsHeader = { keyId: new Uint8Array(16).fill(1), streamId: new Uint8Array(16).fill(2), chunkSize: 1 << 16, chunkCount: 3, plaintextSize: (2 << 16) + 5 };
-    const d: WeightsDescriptor = { keyId: h.keyId.slice(), streamId: h.streamId.slice(), plaintextSize: h.plaintextSize, chunkSize: h.chunkSize, chunkCount: 3, commitment: new Uint8Array(64), files: [] };
+    const d: WeightsDescriptor = { keyId: h.keyId.slice(), streamId: h.streamId.slice(), plaintextSize: h.plaintextSize, chunkSize: h.chunkSize, chunkCount: 3, commitment: new Uint8Array(32), files: [] };
     expect(() => checkHeaderMatches(h, d)).not.toThrow();
     const other = new Uint8Array(16).fill(2);
     other[15] = 3;

@@ -53,7 +53,7 @@ const arbWeights: fc.Arbitrary<WeightsDescriptor> = fc
     fc.uint8Array({ minLength: 16, maxLength: 16 }),
     fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 2 ** 46 })),
     fc.integer({ min: 16, max: 24 }),
-    fc.uint8Array({ minLength: 64, maxLength: 64 }),
+    fc.uint8Array({ minLength: 32, maxLength: 32 }),
     fc.uniqueArray(arbName, { minLength: 1, maxLength: 64 }),
     fc.array(fc.double({ min: 0, max: 1, noNaN: true }), { minLength: 64, maxLength: 64 }),
   )
@@ -108,7 +108,7 @@ const weights = (over: Partial<WeightsDescriptor> = {}): WeightsDescriptor => ({
   plaintextSize: 300000,
   chunkSize: 1 << 16,
   chunkCount: 5,
-  commitment: new Uint8Array(64).fill(0xcc),
+  commitment: new Uint8Array(32).fill(0xcc),
   files: [
     { location: "LOCA.bin", size: 100000 },
     { location: "LOCB.bin", size: 200000 },
@@ -431,7 +431,7 @@ describe("Manifest strict decoding", () => {
       ["plaintext_size", raw(tensorManifest({ weights: weights({ plaintextSize: 2 ** 47, chunkSize: 1 << 24, chunkCount: 2 ** 23 }) })), "TOO_LARGE", 0x0311],
       ["chunk_size", raw(tensorManifest({ weights: weights({ chunkSize: 3 << 16 }) })), "BAD_VALUE", 0x0312],
       ["chunk_count", raw(tensorManifest({ weights: weights({ chunkCount: 4 }) })), "NOT_CANONICAL", 0x0313],
-      ["commitment", cutIn(t, new Uint8Array(64).fill(0xcc)), "TRUNCATED", 0x0314],
+      ["commitment", cutIn(t, new Uint8Array(32).fill(0xcc)), "TRUNCATED", 0x0314],
       ["file_count", setBefore(t, "LOCA.bin", 2, 65), "BAD_LENGTH", 0x0315],
       ["file location", patch(t, "LOCA.bin", "/OCA.bin"), "BAD_VALUE", 0x0315],
       ["file size", raw(tensorManifest({ weights: weights({ files: [{ location: "a", size: 1 }] }) })), "BAD_VALUE", 0x0315],

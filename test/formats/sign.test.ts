@@ -29,7 +29,7 @@ const manifestBytes = buildManifest({
   graph: new Uint8Array([1, 2, 3]),
   inputs: [{ name: "x", dtype: 1, dims: [{ min: 1, max: 4 }] }],
   outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: 4 }] }],
-  weights: { keyId: new Uint8Array(16), streamId: new Uint8Array(16), plaintextSize: 0, chunkSize: 1 << 16, chunkCount: 1, commitment: new Uint8Array(64), files: [{ location: "w.bin", size: 0 }] },
+  weights: { keyId: new Uint8Array(16), streamId: new Uint8Array(16), plaintextSize: 0, chunkSize: 1 << 16, chunkCount: 1, commitment: new Uint8Array(32), files: [{ location: "w.bin", size: 0 }] },
 }).bytes;
 
 const reviewers = Array.from({ length: 5 }, (_, i) => generateReviewerKey(new Uint8Array(32).fill(i + 1)));

@@ -7,7 +7,9 @@ import { join } from "node:path";
 import { PassThrough } from "node:stream";
 import v8 from "node:v8";
 import vm from "node:vm";
-import { sha512 } from "@noble/hashes/sha2.js";
+import { sha256 } from "@noble/hashes/sha2.js";
+import { hkdf } from "@noble/hashes/hkdf.js";
+import { hmac } from "@noble/hashes/hmac.js";
 import { ascii, concat } from "../../host/formats/bytes.ts";
 import { VeilFormatError } from "../../host/formats/errors.ts";
 import { encodeManifest, decodeManifest } from "../../host/formats/manifest.ts";
@@ -92,8 +94,12 @@ function openPieces(ps: Uint8Array[], opts: ConstructorParameters<typeof Weights
   return concat(...out);
 }
 
+/** §9.1 on @noble, independent of the sealer: HMAC-SHA256(commit_key, SHA-256(plaintext)). */
+const commitmentOf = (headerBytes: Uint8Array, plaintext: Uint8Array): Uint8Array =>
+  hmac(sha256, hkdf(sha256, dataKey, headerBytes.subarray(24, 40), concat(ascii("veil weights commitment v1\0"), headerBytes), 32), sha256(plaintext));
+
 describe("weights sealer and opener (§9)", () => {
-  it("round-trips random multi-file sources in random pieces; the descriptor commits to the sealed bytes", async () => {
+  it("round-trips random multi-file sources in random pieces; the descriptor commits to the plaintext (§9.1)", async () => {
     await fc.assert(
       fc.asyncProperty(
         fc.array(fc.integer({ min: 1, max: 150 * KiB }), { minLength: 1, maxLength: 4 }),
@@ -111,7 +117,7 @@ describe("weights sealer and opener (§9)", () => {
           expect(descriptor).toMatchObject({ plaintextSize: total, chunkSize, chunkCount: Math.ceil(total / chunkSize), keyId, streamId: header.streamId });
           expect(same(descriptor.streamId, sealed.subarray(24, 40))).toBe(true);
           expect(descriptor.files).toEqual(files.map((f) => ({ location: f.location, size: f.size })));
-          expect(same(descriptor.commitment, sha512(sealed))).toBe(true);
+          expect(same(descriptor.commitment, commitmentOf(sealed.subarray(0, 60), concat(...files.map((f) => f.bytes))))).toBe(true);
           expect(sealed.length).toBe(sealedSize);
           expect(sealed.length).toBe(sealedStreamLength(header));
           expect(decodeWeightsHeader(sealed.subarray(0, 60))).toEqual(header);

@@ -29,9 +29,9 @@ import {
 expectNoTraps();
 
 /** A poisoned program (§9): dropped by the accelerator, not runnable, takes no more weights. */
-function expectPoisoned(w: World, h: number, p: Program): void {
+function expectPoisoned(w: World, h: number, p: Program, finished = 0): void {
   expect(w.acc.programs.get(h)!.dropped, "drop-program after a weights failure").toBeGreaterThan(0);
-  expect(w.acc.programs.get(h)!.finished).toBe(0);
+  expect(w.acc.programs.get(h)!.finished).toBe(finished);
   expectCode(() => w.L.infer(h, w.seal(p, tensorRequest([1])).bytes), "WEIGHTS_INCOMPLETE");
   const again = errorOf(() => w.L.loadWeights(h, p.weights.pieces[0]));
   expect(again.code).not.toBe(0);
@@ -317,13 +317,57 @@ describe("the sealed weights stream (§9)", () => {
       const fp = w.acc.programs.get(h)!;
       expect(fp.uploads.length).toBe(3); // every chunk opened and went to the accelerator,
       const log = w.acc.log.filter((l) => l.endsWith(` ${h}`) || l.includes(` ${h} `));
-      expect(log.at(-1), "then it was told to drop them").toBe(`drop ${h}`);
-      expect(log).not.toContain(`finish ${h}`);
-      expectPoisoned(w, h, p);
+      // The accelerator measured what it got (SPEC §9.1); the loader refused the measurement,
+      // then told it to drop everything.
+      expect(log.slice(-2)).toEqual([`finish ${h}`, `drop ${h}`]);
+      expectPoisoned(w, h, p, 1);
       w.L.unloadProgram(h);
     }
     const { h } = attempt(p, []);
     expectReloadWorks(w, h, p);
+  });
+
+  it("an accelerator measurement that differs in any one bit (§9.1): WEIGHTS_COMMITMENT, dropped, not runnable", () => {
+    const p = big;
+    try {
+      for (const bit of [0, 7, 8 * 16 + 3, 255]) {
+        w.acc.measurementOverride = (_h, honest) => {
+          const m = honest.slice();
+          m[bit >> 3] ^= 1 << (bit & 7);
+          return m;
+        };
+        const { h, error } = attempt(p, p.weights.pieces);
+        expect(error && describeErr(error as ReturnType<typeof errorOf>, true)).toBe("WEIGHTS_COMMITMENT@0x0507");
+        const log = w.acc.log.filter((l) => l.endsWith(` ${h}`) || l.includes(` ${h} `));
+        expect(log.slice(-2)).toEqual([`finish ${h}`, `drop ${h}`]);
+        expectPoisoned(w, h, p, 1);
+        w.L.unloadProgram(h);
+      }
+    } finally {
+      w.acc.measurementOverride = undefined;
+    }
+    const { h, error } = attempt(p, p.weights.pieces); // the honest measurement: runnable
+    expect(error).toBeUndefined();
+    expectReloadWorks(w, h, p);
+  });
+
+  it("an accelerator measurement that is not 32 bytes (§9.1): ACCELERATOR_FAILED, dropped", () => {
+    const p = big;
+    try {
+      for (const len of [0, 1, 31, 33, 64]) {
+        w.acc.measurementOverride = (_h, honest) => {
+          const m = new Uint8Array(len);
+          m.set(honest.subarray(0, Math.min(len, 32)));
+          return m;
+        };
+        const { h, error } = attempt(p, p.weights.pieces);
+        expect(error && describeErr(error as ReturnType<typeof errorOf>, true)).toBe("ACCELERATOR_FAILED@0x0900");
+        expectPoisoned(w, h, p, 1);
+        w.L.unloadProgram(h);
+      }
+    } finally {
+      w.acc.measurementOverride = undefined;
+    }
   });
 });
 
