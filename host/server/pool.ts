@@ -9,9 +9,10 @@
 // graphs; it parses nothing but the one framing byte it routes by (the request's key_id).
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
+import { resolve } from "node:path";
 import type { Logger } from "pino";
 import { decodeReportBody, toHex } from "../formats/index.ts";
-import { WorkerClient, loadSealedWeights, type Hello, type WorkerOptions } from "../worker/client.ts";
+import { WorkerClient, type Hello, type WorkerOptions } from "../worker/client.ts";
 import { ServerError, fromWorkerError } from "./errors.ts";
 import type { KeyBroker } from "./keybroker.ts";
 import type { Metrics } from "./metrics.ts";
@@ -283,7 +284,9 @@ export class WorkerPool {
     }
     for (const p of this.o.programs) {
       const h = await client.loadProgram(p.manifestBytes, p.signatures, p.graph);
-      await loadSealedWeights(client, h, p.weightsPath);
+      // The worker is on this machine: it reads the sealed file itself (one read per piece,
+      // straight into the loader), which is several times faster than the channel.
+      await client.loadWeightsFile(h, resolve(p.weightsPath));
       slot.handles.set(p.name, h);
     }
     slot.hello = hello;

@@ -30,6 +30,7 @@ export const Req = {
   INFER_CANCEL: 0x0b, //   u32 stream                       → (empty)
   EVIDENCE: 0x0c, //       vec32 nonce                      → Evidence (host/attest/README.md §1) for the report on nonce
   SHUTDOWN: 0x0f, //       (empty)                          → (empty), then the worker exits
+  LOAD_WEIGHTS_FILE: 0x10, // u32 program ‖ vec16 path (UTF-8) → (empty): the worker reads the sealed stream from the file
 } as const;
 export type ReqType = (typeof Req)[keyof typeof Req];
 
@@ -56,6 +57,8 @@ export const WorkerCode = {
   NO_ATTESTER: 6,
   /** The attester failed (configfs-tsm I/O, provider, generation conflicts, self-check). */
   ATTEST_FAILED: 7,
+  /** load-weights-file: the file cannot be opened, is not a regular file, or its length is not the one its header implies. */
+  WEIGHTS_FILE: 8,
 } as const;
 export type WorkerCodeName = keyof typeof WorkerCode;
 export const WORKER_CODE_NAMES: Readonly<Record<number, WorkerCodeName>> = Object.fromEntries(
@@ -76,6 +79,7 @@ export const REQ_NAMES: Readonly<Record<number, string>> = {
   [Req.INFER_CANCEL]: "infer-cancel",
   [Req.EVIDENCE]: "evidence",
   [Req.SHUTDOWN]: "shutdown",
+  [Req.LOAD_WEIGHTS_FILE]: "load-weights-file",
 };
 
 /** A payload that does not parse. The message names the field, never its bytes. */
@@ -208,6 +212,19 @@ export class PayloadReader {
 
   vec16(field: string): Uint8Array {
     return this.fixed(this.u16(`${field} length`), field);
+  }
+
+  /** A vec16 of strict UTF-8 with no NUL (a file path). */
+  utf8_16(field: string): string {
+    const b = this.vec16(field);
+    let text: string;
+    try {
+      text = new TextDecoder("utf-8", { fatal: true }).decode(b);
+    } catch {
+      throw this.fail(`${this.what}: ${field} is not UTF-8`);
+    }
+    if (text.length === 0 || text.includes("\0")) throw this.fail(`${this.what}: ${field} is empty or holds a NUL`);
+    return text;
   }
 
   remaining(): number {

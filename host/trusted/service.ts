@@ -8,6 +8,7 @@ import type { OrtAccelerator } from "./accelerator-ort.ts";
 import { AttestFailure, type WorkerEvidence } from "./attest.ts";
 import { LoaderError, type LoaderInstance } from "./loader-instance.ts";
 import type { Logger } from "./log.ts";
+import { WeightsFileError, WeightsFileLoad } from "./weights-file.ts";
 import {
   DEFAULT_MAX_FRAME,
   FrameDecoder,
@@ -56,6 +57,13 @@ interface Job {
   payload: Uint8Array;
   /** A frame refused at decoding: answered with this error when its turn comes. */
   refuse?: { code: number; message: string };
+  /**
+   * A request that runs in steps (load-weights-file): each turn runs one step and goes back
+   * to the end of the queue, so other requests interleave; it is answered when a step
+   * returns the result. `abort` releases what it holds if it is never resumed.
+   */
+  resume?: () => Uint8Array[] | undefined;
+  abort?: () => void;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -191,7 +199,12 @@ export class WorkerService {
     const t0 = process.hrtime.bigint();
     this.o.accelerator.takeFailure(); // a reason left by an earlier call must not attach to this one
     try {
-      const result = this.dispatch(job);
+      const result = job.resume ? job.resume() : this.dispatch(job);
+      if (result === undefined) {
+        this.queue.push(job); // another step later; no reply yet
+        return;
+      }
+      job.abort = undefined;
       this.reply(job.conn, Reply.OK, job.id, result);
       this.o.log.debug("request done", { op, id: job.id, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n) });
       if (job.type === Req.SHUTDOWN) {
@@ -200,6 +213,7 @@ export class WorkerService {
         this.o.onShutdown("shutdown request");
       }
     } catch (e) {
+      job.abort?.();
       if (e instanceof LoaderError) {
         let message = `${op}: loader error 0x${e.raw.toString(16).padStart(8, "0")}`;
         const why = this.o.accelerator.takeFailure();
@@ -212,6 +226,9 @@ export class WorkerService {
       } else if (e instanceof Refusal) {
         this.o.log.warn("request refused", { op, id: job.id, code: e.code });
         this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(e.code, e.message));
+      } else if (e instanceof WeightsFileError) {
+        this.o.log.warn("weights file refused", { op, id: job.id });
+        this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(WorkerCode.WEIGHTS_FILE, `${op}: ${e.message}`));
       } else if (e instanceof AttestFailure) {
         // Public facts only: configfs paths, errno codes, provider names.
         this.o.log.warn("attestation failed", { op, id: job.id, reason: e.message });
@@ -235,6 +252,7 @@ export class WorkerService {
   /** Answers every queued request with SHUTTING_DOWN. */
   private drainQueue(): void {
     for (const job of this.queue.splice(0)) {
+      job.abort?.();
       const op = REQ_NAMES[job.type] ?? "request";
       const r = job.refuse ?? { code: WorkerCode.SHUTTING_DOWN, message: `${op}: the worker is shutting down` };
       this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(r.code, r.message));
@@ -254,7 +272,7 @@ export class WorkerService {
     this.o.accelerator.close();
   }
 
-  private dispatch(job: Job): Uint8Array[] {
+  private dispatch(job: Job): Uint8Array[] | undefined {
     const L = this.o.loader;
     const op = REQ_NAMES[job.type];
     if (op === undefined) throw new UnknownType();
@@ -295,6 +313,19 @@ export class WorkerService {
         r.end();
         L.loadWeights(h, piece);
         return [];
+      }
+      case Req.LOAD_WEIGHTS_FILE: {
+        const h = r.u32("program");
+        const path = r.utf8_16("path");
+        r.end();
+        const file = WeightsFileLoad.open(path);
+        job.abort = () => file.close();
+        job.resume = () => {
+          if (!file.step(L, h)) return undefined;
+          file.close();
+          return [];
+        };
+        return job.resume();
       }
       case Req.UNLOAD_PROGRAM: {
         const h = r.u32("program");

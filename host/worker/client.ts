@@ -26,6 +26,7 @@ import {
   decodeHello,
   frameParts,
   u32,
+  vec16,
   vec32,
   type WorkerCodeName,
 } from "../trusted/protocol.ts";
@@ -339,6 +340,17 @@ export class WorkerClient {
 
   async loadWeights(program: number, piece: Uint8Array): Promise<void> {
     await this.request(Req.LOAD_WEIGHTS, [u32(program), ...vec32(piece)]);
+  }
+
+  /**
+   * The worker reads the sealed weights stream itself from `path`, which must name a file it
+   * can open (same machine): one read per piece straight into the loader, no channel traffic.
+   * Resolves once the final chunk was accepted. The path is sent as given; resolve it first.
+   */
+  async loadWeightsFile(program: number, path: string): Promise<void> {
+    const p = new TextEncoder().encode(path);
+    if (p.length === 0 || p.length > 0xffff) throw new RangeError(`weights file path of ${p.length} bytes is not 1..65535`);
+    await this.request(Req.LOAD_WEIGHTS_FILE, [u32(program), ...vec16(p)]);
   }
 
   async unloadProgram(program: number): Promise<void> {

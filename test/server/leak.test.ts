@@ -228,7 +228,7 @@ describe("leak canary", () => {
 
     // Positive controls: the capture saw real traffic everywhere.
     const size = (what: string) => Buffer.concat(captured.filter((c) => c.what.startsWith(what)).flatMap((c) => c.bytes)).length;
-    expect(size("channel frames to")).toBeGreaterThan(10_000); // graphs, sealed weights, requests
+    expect(size("channel frames to")).toBeGreaterThan(5_000); // graphs, requests (the worker reads weights.sealed itself: "files under")
     expect(size("channel frames from")).toBeGreaterThan(1_000);
     expect(size("stderr of")).toBeGreaterThan(100);
     expect(size("server logs")).toBeGreaterThan(1_000);

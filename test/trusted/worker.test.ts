@@ -3,11 +3,12 @@
 // sealed weights, sealed requests) with outputs bit-identical to ONNX Runtime run directly on
 // the unsealed models, and the loader's refusals as typed WorkerErrors.
 import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, statSync } from "node:fs";
+import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as F from "../../host/formats/index.ts";
 import { GraphBuilder, smallModels, syntheticMlp, type Feed } from "../../host/onnx/build.ts";
+import { Req, u16, u32 } from "../../host/trusted/protocol.ts";
 import { REPO_ROOT, WorkerClient, WorkerError, loadSealedWeights, type WeightsProgress } from "../../host/worker/client.ts";
 import {
   concatAll, makeTrust, reference, sameOutputs, sealProgram, specsOf, splitBytes, tensorOf, tensorRequest, tmpDir,
@@ -209,6 +210,84 @@ describe("trusted worker: sealed inference matches ONNX Runtime bit for bit", ()
     } finally {
       await client.unloadProgram(h);
     }
+  });
+});
+
+describe("trusted worker: load-weights-file (the worker reads the sealed stream itself)", () => {
+  let p: SealedProgram;
+  let mlp: ReturnType<typeof syntheticMlp>;
+  let path: string;
+  beforeAll(async () => {
+    mlp = syntheticMlp({ weightsMiB: 3, maxLocationSize: 700_000, seed: 11 });
+    p = await sealProgram(trust, {
+      name: "mlp-file", graph: mlp.graph, files: mlp.files, key,
+      inputs: [{ name: "x", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 64, max: 64 }] }],
+      outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 16, max: 16 }] }],
+    });
+    path = join(tmp.dir, "mlp.sealed");
+    writeFileSync(path, concatAll(p.sealed));
+  });
+
+  const run = async (h: number) => {
+    const feed: Record<string, Feed> = { x: { type: "float32", dims: [2, 64], data: mlp.sampleInput(2, 5) } };
+    const [want] = await reference({ graph: mlp.graph, files: mlp.files }, [feed]);
+    const req = tensorRequest(report, p.manifest, feed);
+    expect(sameOutputs(req.response.openResponse(await client.infer(h, req.bytes)), p.manifest, want)).toBeUndefined();
+  };
+
+  it("loads a sealed file and runs bit for bit like ONNX Runtime; other requests are answered while it loads", async () => {
+    const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
+    const order: string[] = [];
+    await Promise.all([
+      client.loadWeightsFile(h, path).then(() => void order.push("load")),
+      client.hello().then(() => void order.push("hello")),
+    ]);
+    expect(order).toEqual(["hello", "load"]); // the load runs a chunk per turn
+    await run(h);
+    await client.unloadProgram(h);
+  });
+
+  it("refuses a path that is missing, a directory, or a file whose length is not its header's (WEIGHTS_FILE), without touching the program", async () => {
+    const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
+    const whole = concatAll(p.sealed);
+    const cut = join(tmp.dir, "cut.sealed");
+    writeFileSync(cut, whole.subarray(0, whole.length - 1));
+    const long = join(tmp.dir, "long.sealed");
+    writeFileSync(long, concatAll([whole, new Uint8Array(1)]));
+    const tiny = join(tmp.dir, "tiny.sealed");
+    writeFileSync(tiny, whole.subarray(0, 59));
+    for (const [bad, why] of [[join(tmp.dir, "nope"), /cannot open \(ENOENT\)/], [tmp.dir, /not a regular file/], [cut, /describes a/], [long, /describes a/], [tiny, /shorter than a weights header/]] as const) {
+      const e = await refusal(client.loadWeightsFile(h, bad));
+      expect(e.codeName, bad).toBe("WEIGHTS_FILE");
+      expect(e.detail).toMatch(why);
+    }
+    await client.loadWeightsFile(h, path); // still awaiting its header: the good file loads
+    await run(h);
+    await client.unloadProgram(h);
+  });
+
+  it("a flipped ciphertext byte in the file is the loader's WEIGHTS_AUTH", async () => {
+    const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
+    const bad = concatAll(p.sealed).slice();
+    bad[60 + 70_000] ^= 0x10;
+    const flipped = join(tmp.dir, "flipped.sealed");
+    writeFileSync(flipped, bad);
+    const e = await refusal(client.loadWeightsFile(h, flipped));
+    expect(e.kind).toBe("loader");
+    expect(e.codeName).toBe("WEIGHTS_AUTH");
+    await client.unloadProgram(h);
+  });
+
+  it("a path that is empty, holds a NUL or is not UTF-8 is a malformed frame (BAD_FRAME); the client refuses an empty one itself", async () => {
+    const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
+    await expect(client.loadWeightsFile(h, "")).rejects.toThrow(/1\.\.65535/);
+    const frame = (path: Uint8Array) => [u32(h), u16(path.length), path];
+    for (const [path, why] of [[new Uint8Array(0), /empty or holds a NUL/], [new TextEncoder().encode("a\0b"), /empty or holds a NUL/], [Uint8Array.of(0x2f, 0xff, 0xfe), /not UTF-8/]] as const) {
+      const e = await refusal(client.request(Req.LOAD_WEIGHTS_FILE, frame(path)));
+      expect(e.codeName).toBe("BAD_FRAME");
+      expect(e.detail).toMatch(why);
+    }
+    await client.unloadProgram(h);
   });
 });
 
