@@ -10,7 +10,7 @@
 import type { Accelerator } from "./loader-instance.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { ManifestReadError, readManifestFacts, type ManifestFacts } from "./manifest-facts.ts";
-import { MeasureThread, type MeasureJob } from "./measure.ts";
+import { MeasureJob } from "./measure.ts";
 import { OrtRuntime, type OrtConfig, type SyncSession } from "./ort-runtime.ts";
 import { DTYPES, DTYPE_BY_ORT, TENSOR_MAX, readTensorList, typedView, writeTensorList, type OutTensor, type TypedArray } from "./tensorlist.ts";
 
@@ -60,7 +60,6 @@ export class OrtAccelerator implements Accelerator {
   private readonly log: Logger;
   private failure: string | undefined;
   private pendingOutput: Uint8Array | undefined;
-  private readonly measurer = new MeasureThread();
 
   constructor(private readonly options: OrtAcceleratorOptions = {}) {
     this.log = options.log ?? silentLogger;
@@ -131,7 +130,7 @@ export class OrtAccelerator implements Accelerator {
       }
       const staging = buffers.map((b) => new Uint8Array(b));
       facts.files.forEach((f, i) => this.options.observeStaging?.(program, f.location, staging[i]));
-      const measure = this.measurer.job(buffers);
+      const measure = new MeasureJob(buffers);
       this.programs.set(program, { facts, graph: new Uint8Array(graph), staging, measure, received: 0, file: 0, failed: false });
       this.log.info("program created", {
         program, name: facts.name, version: String(facts.version), mode: facts.mode,
@@ -183,11 +182,13 @@ export class OrtAccelerator implements Accelerator {
           this.refuse(program, "ONNX Runtime could not build the session (its message is withheld: it may quote weights)");
         }
         let measurement: Uint8Array;
+        let t1 = t0;
         try {
           this.checkSignature(program, p.facts, session);
           // The thread hashed while the session was being built; what it measured is what
           // ONNX Runtime copied, and nothing has written the staging since.
           try {
+            t1 = process.hrtime.bigint();
             measurement = p.measure!.result();
           } catch (e) {
             this.refuse(program, `weights measurement failed: ${(e as Error).message}`);
@@ -198,8 +199,9 @@ export class OrtAccelerator implements Accelerator {
         }
         p.session = session;
         p.graph = undefined;
+        const t2 = process.hrtime.bigint();
         this.log.info("session ready", {
-          program, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n), providers: this.runtime.providers.join(","),
+          program, ms: Number((t1 - t0) / 1_000_000n), measureWaitMs: Number((t2 - t1) / 1_000_000n), providers: this.runtime.providers.join(","),
         });
         // Give the staging memory back now rather than at V8's leisure (when run with
         // --expose-gc). Not from inside this call: its frames still hold the buffers.
@@ -307,11 +309,10 @@ export class OrtAccelerator implements Accelerator {
     this.log.info("program dropped", { program });
   }
 
-  /** Drops every program (worker shutdown) and stops the measurement thread. */
+  /** Drops every program (worker shutdown), which also stops their measurement threads. */
   close(): void {
     for (const h of [...this.programs.keys()]) this.dropProgram(h);
     this.wipePendingOutput();
-    this.measurer.close();
   }
 
   private live(program: number): Program {

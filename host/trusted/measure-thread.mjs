@@ -1,101 +1,72 @@
 // Trusted: reads plaintext weights in the staging buffers to compute their measurement (SPEC
 // §9.1), and first-touches those buffers' pages ahead of the main thread so that page faults
-// are not paid on the thread that decrypts. Runs as a worker thread of the trusted worker;
-// host/trusted/measure.ts is the other side and documents the protocol. Plain JavaScript so
-// that it starts without a TypeScript loader.
+// are not paid on the thread that decrypts. One thread per weights load; it exits when the
+// measurement is written or the load is cancelled, which also drops its references to the
+// staging memory. host/trusted/measure.ts is the other side and documents the protocol.
+// Plain JavaScript so that it starts without a TypeScript loader.
 import { createHash } from "node:crypto";
-import { parentPort, receiveMessageOnPort, workerData } from "node:worker_threads";
+import { workerData } from "node:worker_threads";
 
-// Layout shared with measure.ts.
-const REGION = workerData.region;
+const { region: REGION, lookahead: LOOKAHEAD } = workerData;
 const PAGE = 4096;
-const LOOKAHEAD = workerData.lookahead;
-const F_STATE = 0; // Int32 index: 0 running, 1 done, 2 cancelled
-const O_WRITTEN = 1, O_HASHED = 2; // BigInt64 indices (8-byte slots; slot 0 holds the Int32 flags)
+// Layout shared with measure.ts: Int32 [state, bell], BigInt64 [_, written, hashed].
+const S_STATE = 0, S_BELL = 1, O_WRITTEN = 1, O_HASHED = 2;
+const RUNNING = 0, DONE = 1;
 const R_FREE = 0, R_TOUCHING = 1, R_READY = 2;
 
-const bell = new Int32Array(workerData.bell);
-/** @type {Job[]} */
-let jobs = [];
+const flags = new Int32Array(workerData.control, 0, 2);
+const offsets = new BigInt64Array(workerData.control);
+const regions = new Int32Array(workerData.regions);
+const files = workerData.buffers.map((b) => new Uint8Array(b));
+const total = files.reduce((a, f) => a + f.length, 0);
+const hash = createHash("sha256");
+let hashed = 0;
+let nextRegion = 0;
 
-class Job {
-  constructor(m) {
-    this.flags = new Int32Array(m.control, 0, 2);
-    this.offsets = new BigInt64Array(m.control);
-    this.digest = new Uint8Array(m.digest);
-    this.regions = new Int32Array(m.regions);
-    this.files = m.buffers.map((b) => new Uint8Array(b));
-    this.total = this.files.reduce((a, f) => a + f.length, 0);
-    this.hash = createHash("sha256");
-    this.hashed = 0;
-    this.nextRegion = 0;
-  }
-
-  /** One bounded piece of work; false when there is none now. */
-  step() {
-    if (Atomics.load(this.flags, F_STATE) !== 0) return this.finish(false);
-    const written = Number(Atomics.load(this.offsets, O_WRITTEN));
-    if (this.touchAhead(written)) return true;
-    if (this.hashed < written) {
-      this.hashRange(this.hashed, Math.min(written, this.hashed + 4 * REGION));
-      return true;
-    }
-    if (this.hashed === this.total) return this.finish(true);
-    return false;
-  }
-
-  /** Touches the next free region within LOOKAHEAD of what the main thread has written. */
-  touchAhead(written) {
-    while (this.nextRegion < this.regions.length && this.nextRegion * REGION < written + LOOKAHEAD) {
-      const r = this.nextRegion++;
-      if (Atomics.compareExchange(this.regions, r, R_FREE, R_TOUCHING) !== R_FREE) continue; // the main thread took it
-      this.forEachSpan(r * REGION, Math.min(this.total, (r + 1) * REGION), (buf, from, to) => {
-        for (let o = from; o < to; o += PAGE) buf[o] = 0; // untouched pages hold zeros
-      });
-      Atomics.store(this.regions, r, R_READY);
-      Atomics.notify(this.regions, r);
-      return true;
-    }
-    return false;
-  }
-
-  hashRange(from, to) {
-    this.forEachSpan(from, to, (buf, a, b) => this.hash.update(buf.subarray(a, b)));
-    this.hashed = to;
-    Atomics.store(this.offsets, O_HASHED, BigInt(to));
-  }
-
-  /** Calls f(buffer, start, end) for each staging buffer's part of stream range [from, to). */
-  forEachSpan(from, to, f) {
-    let base = 0;
-    for (const buf of this.files) {
-      const a = Math.max(from, base), b = Math.min(to, base + buf.length);
-      if (a < b) f(buf, a - base, b - base);
-      base += buf.length;
-      if (base >= to) break;
-    }
-  }
-
-  finish(complete) {
-    if (complete) {
-      this.digest.set(this.hash.digest());
-      Atomics.store(this.flags, F_STATE, 1);
-      Atomics.notify(this.flags, F_STATE);
-    }
-    this.done = true;
-    return true;
+/** Calls f(buffer, start, end) for each staging buffer's part of stream range [from, to). */
+function forEachSpan(from, to, f) {
+  let base = 0;
+  for (const buf of files) {
+    const a = Math.max(from, base), b = Math.min(to, base + buf.length);
+    if (a < b) f(buf, a - base, b - base);
+    base += buf.length;
+    if (base >= to) break;
   }
 }
 
-for (;;) {
-  const ring = Atomics.load(bell, 0);
-  for (let m = receiveMessageOnPort(parentPort); m; m = receiveMessageOnPort(parentPort)) {
-    if (m.message.op === "close") process.exit(0);
-    if (m.message.op === "job") jobs.push(new Job(m.message));
+/** Touches the next free region within LOOKAHEAD of what the main thread has written. */
+function touchAhead(written) {
+  while (nextRegion < regions.length && nextRegion * REGION < written + LOOKAHEAD) {
+    const r = nextRegion++;
+    if (Atomics.compareExchange(regions, r, R_FREE, R_TOUCHING) !== R_FREE) continue; // the main thread took it
+    forEachSpan(r * REGION, Math.min(total, (r + 1) * REGION), (buf, from, to) => {
+      for (let o = from; o < to; o += PAGE) buf[o] = 0; // untouched pages hold zeros
+    });
+    Atomics.store(regions, r, R_READY);
+    Atomics.notify(regions, r);
+    return true;
   }
-  let busy = false;
-  for (const j of jobs) busy = j.step() || busy;
-  jobs = jobs.filter((j) => !j.done);
-  // Sleep until the main thread rings (new data, a new job, a cancel); the timeout only bounds a missed ring.
-  if (!busy) Atomics.wait(bell, 0, ring, 50);
+  return false;
+}
+
+for (;;) {
+  if (Atomics.load(flags, S_STATE) !== RUNNING) break; // cancelled
+  const ring = Atomics.load(flags, S_BELL);
+  const written = Number(Atomics.load(offsets, O_WRITTEN));
+  if (touchAhead(written)) continue;
+  if (hashed < written) {
+    const to = Math.min(written, hashed + 4 * REGION);
+    forEachSpan(hashed, to, (buf, a, b) => hash.update(buf.subarray(a, b)));
+    hashed = to;
+    Atomics.store(offsets, O_HASHED, BigInt(hashed));
+    continue;
+  }
+  if (hashed === total) {
+    new Uint8Array(workerData.digest).set(hash.digest());
+    Atomics.store(flags, S_STATE, DONE);
+    Atomics.notify(flags, S_STATE);
+    break;
+  }
+  // Sleep until the main thread rings (new data or a cancel); the timeout only bounds a missed ring.
+  Atomics.wait(flags, S_BELL, ring, 50);
 }

@@ -4,6 +4,8 @@
 // staging page before the main thread writes it, so the page faults of a fresh multi-GiB
 // buffer are paid on the other core too. It reads plaintext, so it lives here.
 //
+// One thread per weights load, started with the program and gone once the measurement is
+// taken or the load is dropped (so it holds the staging memory no longer than we do).
 // Protocol, all through SharedArrayBuffers (the staging buffers are shared with the thread):
 // - regions: one Int32 per REGION bytes of the weights stream, FREE → TOUCHING → READY. The
 //   thread takes a FREE region (compare-exchange), writes a zero to each of its pages and marks
@@ -12,89 +14,56 @@
 //   write the same bytes.
 // - written (BigInt64): stream bytes the main thread has written, published after the write;
 //   the thread hashes up to it. hashed: how far the thread has hashed.
-// - state (Int32): 0 running, 1 done (digest holds the measurement), 2 cancelled.
-// - bell (Int32, one per thread): bumped and notified on every publish, so the idle thread wakes.
-import { Worker } from "node:worker_threads";
+// - state (Int32): 0 running, 1 done (digest holds the measurement), 2 cancelled; bell (Int32):
+//   bumped and notified on every publish and on cancel, so the idle thread wakes.
 import { createHash } from "node:crypto";
+import { Worker } from "node:worker_threads";
 
 export const REGION = 1 << 20;
 /** How far ahead of the written data the thread touches pages (bounds memory committed early). */
 const LOOKAHEAD = 64 << 20;
 const R_FREE = 0, R_TOUCHING = 1, R_READY = 2;
-const S_RUNNING = 0, S_DONE = 1, S_CANCELLED = 2;
+const S_STATE = 0, S_BELL = 1, O_WRITTEN = 1, O_HASHED = 2;
+const RUNNING = 0, DONE = 1, CANCELLED = 2;
 /** A measurement that makes no progress for this long is a failure. */
 const STALL_MS = 30_000;
+const THREAD = new URL("./measure-thread.mjs", import.meta.url);
 
 export class MeasureError extends Error {}
 
-/** One thread per accelerator, started at the first job. */
-export class MeasureThread {
-  private worker?: Worker;
-  private failed?: string;
-  private readonly bell = new Int32Array(new SharedArrayBuffer(4));
-
-  /** A job over the staging buffers, in stream order; the thread starts on it at once. */
-  job(buffers: SharedArrayBuffer[]): MeasureJob {
-    const job = new MeasureJob(buffers, this.bell, () => this.failed);
-    try {
-      this.start().postMessage({ op: "job", control: job.control, digest: job.digestBuffer, regions: job.regionBuffer, buffers });
-      this.ring();
-    } catch (e) {
-      // No thread: the job measures on this thread at the end (slower, same result).
-      this.failed = `measurement thread unavailable (${e instanceof Error ? e.name : typeof e})`;
-      job.local = true;
-    }
-    return job;
-  }
-
-  ring(): void {
-    Atomics.add(this.bell, 0, 1);
-    Atomics.notify(this.bell, 0);
-  }
-
-  private start(): Worker {
-    if (this.failed) throw new MeasureError(this.failed);
-    if (!this.worker) {
-      const w = new Worker(new URL("./measure-thread.mjs", import.meta.url), {
-        workerData: { bell: this.bell.buffer, region: REGION, lookahead: LOOKAHEAD },
-        execArgv: [], // plain JavaScript: no TypeScript loader needed
-      });
-      w.unref();
-      w.on("error", (e) => {
-        this.failed = `measurement thread failed (${e.name})`;
-      });
-      w.on("exit", () => {
-        this.failed ??= "measurement thread exited";
-        this.worker = undefined;
-      });
-      this.worker = w;
-    }
-    return this.worker;
-  }
-
-  close(): void {
-    this.worker?.postMessage({ op: "close" });
-    this.ring();
-    void this.worker?.terminate();
-    this.worker = undefined;
-  }
-}
-
 export class MeasureJob {
-  readonly control = new SharedArrayBuffer(24);
-  readonly digestBuffer = new SharedArrayBuffer(32);
-  readonly regionBuffer: SharedArrayBuffer;
-  private readonly state = new Int32Array(this.control, 0, 2);
+  private readonly control = new SharedArrayBuffer(24);
+  private readonly digest = new SharedArrayBuffer(32);
+  private readonly flags = new Int32Array(this.control, 0, 2);
   private readonly offsets = new BigInt64Array(this.control);
   private readonly regions: Int32Array;
-  private readonly total: number;
-  /** Measure on this thread at `result()` (no measurement thread). */
-  local = false;
+  private worker?: Worker;
+  private failed?: string;
+  /** No thread: the job measures on this thread at `result()` (slower, same result). */
+  readonly local: boolean;
 
-  constructor(private readonly buffers: SharedArrayBuffer[], private readonly bell: Int32Array, private readonly threadFailure: () => string | undefined) {
-    this.total = buffers.reduce((a, b) => a + b.byteLength, 0);
-    this.regionBuffer = new SharedArrayBuffer(4 * Math.ceil(this.total / REGION));
-    this.regions = new Int32Array(this.regionBuffer);
+  /** Starts measuring the staging `buffers` (in stream order) on a thread of its own. */
+  constructor(private readonly buffers: SharedArrayBuffer[], opts: { thread?: boolean } = {}) {
+    const total = buffers.reduce((a, b) => a + b.byteLength, 0);
+    this.regions = new Int32Array(new SharedArrayBuffer(4 * Math.ceil(total / REGION)));
+    let local = opts.thread === false;
+    if (!local) {
+      try {
+        const w = new Worker(THREAD, {
+          workerData: { control: this.control, digest: this.digest, regions: this.regions.buffer, buffers, region: REGION, lookahead: LOOKAHEAD },
+          execArgv: [], // plain JavaScript: no TypeScript loader needed
+        });
+        w.unref();
+        w.on("error", (e) => void (this.failed ??= `measurement thread failed (${e.name})`));
+        w.on("exit", () => {
+          if (Atomics.load(this.flags, S_STATE) === RUNNING) this.failed ??= "measurement thread exited";
+        });
+        this.worker = w;
+      } catch {
+        local = true;
+      }
+    }
+    this.local = local;
   }
 
   /** Call before writing stream bytes [from, to): afterwards no other thread writes there. */
@@ -102,9 +71,8 @@ export class MeasureJob {
     if (this.local) return;
     for (let r = Math.floor(from / REGION); r * REGION < to; r++) {
       let waited = 0;
-      for (;;) {
-        const v = Atomics.compareExchange(this.regions, r, R_FREE, R_READY);
-        if (v !== R_TOUCHING) break; // FREE (now ours) or READY
+      while (Atomics.compareExchange(this.regions, r, R_FREE, R_READY) === R_TOUCHING) {
+        // The thread is touching this region's pages (well under a millisecond).
         if (Atomics.wait(this.regions, r, R_TOUCHING, 100) === "timed-out" && (waited += 100) > STALL_MS) {
           throw new MeasureError("measurement thread stalled while touching staging pages");
         }
@@ -115,33 +83,38 @@ export class MeasureJob {
   /** Bytes [0, end) of the stream are written. */
   published(end: number): void {
     if (this.local) return;
-    Atomics.store(this.offsets, 1, BigInt(end));
-    Atomics.add(this.bell, 0, 1);
-    Atomics.notify(this.bell, 0);
+    Atomics.store(this.offsets, O_WRITTEN, BigInt(end));
+    this.ring();
   }
 
   /** The measurement once every byte is written and hashed (waits for the thread). */
   result(): Uint8Array {
     if (this.local) return this.measureHere();
-    let last = Atomics.load(this.offsets, 2);
+    let last = Atomics.load(this.offsets, O_HASHED);
     let idle = 0;
-    while (Atomics.load(this.state, 0) !== S_DONE) {
-      const failure = this.threadFailure();
-      if (failure) throw new MeasureError(failure);
-      Atomics.wait(this.state, 0, S_RUNNING, 100);
-      const now = Atomics.load(this.offsets, 2);
+    while (Atomics.load(this.flags, S_STATE) !== DONE) {
+      if (this.failed) throw new MeasureError(this.failed);
+      Atomics.wait(this.flags, S_STATE, RUNNING, 100);
+      const now = Atomics.load(this.offsets, O_HASHED);
       idle = now === last ? idle + 100 : 0;
       last = now;
       if (idle > STALL_MS) throw new MeasureError("measurement thread made no progress");
     }
-    return new Uint8Array(this.digestBuffer).slice();
+    this.worker = undefined; // it exits by itself once the digest is written
+    return new Uint8Array(this.digest).slice();
   }
 
-  /** Stops the thread's work on this job (the buffers are about to be wiped). */
+  /** Stops the thread (the buffers are about to be wiped). */
   cancel(): void {
-    Atomics.store(this.state, 0, S_CANCELLED);
-    Atomics.add(this.bell, 0, 1);
-    Atomics.notify(this.bell, 0);
+    Atomics.store(this.flags, S_STATE, CANCELLED);
+    this.ring();
+    void this.worker?.terminate();
+    this.worker = undefined;
+  }
+
+  private ring(): void {
+    Atomics.add(this.flags, S_BELL, 1);
+    Atomics.notify(this.flags, S_BELL);
   }
 
   private measureHere(): Uint8Array {

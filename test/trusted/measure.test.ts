@@ -1,21 +1,20 @@
 // The accelerator's weights measurement (SPEC §9.1) on its second thread: whatever the order
 // in which the thread and the main thread reach the staging pages, the measurement is SHA-256
 // of exactly the bytes written, checked against node:crypto on the same bytes; two programs
-// loading at once do not mix; a cancelled job stops; without a thread it measures locally.
+// loading at once do not mix; a cancelled job's thread exits; without a thread it measures
+// locally.
 import { createHash, randomBytes } from "node:crypto";
 import fc from "fast-check";
-import { afterAll, describe, expect, it } from "vitest";
-import { MeasureThread, REGION } from "../../host/trusted/measure.ts";
+import { describe, expect, it } from "vitest";
+import { MeasureJob, REGION } from "../../host/trusted/measure.ts";
 
 const sha256 = (b: Uint8Array) => new Uint8Array(createHash("sha256").update(b).digest());
-const thread = new MeasureThread();
-afterAll(() => thread.close());
 
 /** Writes `data` into the job's buffers in pieces of the given sizes, the way uploadWeights does. */
 function stage(sizes: number[], data: Uint8Array, pieces: number[]) {
   const buffers = sizes.map((n) => new SharedArrayBuffer(n));
   const views = buffers.map((b) => new Uint8Array(b));
-  const job = thread.job(buffers);
+  const job = new MeasureJob(buffers);
   let at = 0;
   let k = 0;
   const write = () => {
@@ -75,27 +74,37 @@ describe("MeasureThread (SPEC §9.1)", () => {
   });
 
   it("an empty stream measures SHA-256 of nothing", () => {
-    expect(thread.job([new SharedArrayBuffer(0)]).result()).toEqual(sha256(new Uint8Array(0)));
+    expect(new MeasureJob([new SharedArrayBuffer(0)]).result()).toEqual(sha256(new Uint8Array(0)));
   });
 
-  it("a cancelled job leaves the thread free for the next", () => {
+  it("a cancelled job's thread exits; a job after it measures as usual", async () => {
     const a = new Uint8Array(randomBytes(2 * REGION));
     const s = stage([a.length], a, [REGION]);
     s.write();
+    const worker = (s.job as unknown as { worker: import("node:worker_threads").Worker }).worker;
+    const exited = new Promise((r) => worker.once("exit", r));
     s.job.cancel();
+    await exited;
     const b = new Uint8Array(randomBytes(REGION + 5));
     const t = stage([b.length], b, [4096]);
     while (!t.done()) t.write();
     expect(t.job.result()).toEqual(sha256(b));
   });
 
+  it("a finished job's thread exits by itself", async () => {
+    const a = new Uint8Array(randomBytes(REGION + 1));
+    const s = stage([a.length], a, [REGION]);
+    const worker = (s.job as unknown as { worker: import("node:worker_threads").Worker }).worker;
+    const exited = new Promise<number>((r) => worker.once("exit", r));
+    while (!s.done()) s.write();
+    expect(s.job.result()).toEqual(sha256(a));
+    expect(await exited).toBe(0);
+  });
+
   it("without a thread, a job measures on the calling thread", () => {
-    const local = new MeasureThread();
-    local.close();
-    (local as unknown as { failed: string }).failed = "test: no thread";
     const data = new Uint8Array(randomBytes(REGION + 9));
     const buffers = [new SharedArrayBuffer(data.length)];
-    const job = local.job(buffers);
+    const job = new MeasureJob(buffers, { thread: false });
     expect(job.local).toBe(true);
     job.claim(0, data.length);
     new Uint8Array(buffers[0]).set(data);
