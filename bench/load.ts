@@ -73,6 +73,8 @@ interface ConfRun {
   finishMs: number;
   /** ONNX Runtime's session creation alone, as the worker logs it. */
   ortSessionMs: number;
+  /** How long finish-weights then waited for the measurement thread (worker log). */
+  measureWaitMs: number;
   /** CPU time of the worker (all threads) in each phase, and of this process (reading, framing). */
   workerCpuStreamMs: number;
   workerCpuFinishMs: number;
@@ -117,7 +119,7 @@ async function confidential(p: Program, sealedPath: string, input: Float32Array 
     for (let i = 0; i < 100 && w.sessionMs.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     if (TRANSPORT === "file") {
       // One request: the split is the worker's logged session time (CPU split in proportion).
-      const finish = w.sessionMs[0] ?? 0;
+      const finish = (w.sessionMs[0] ?? 0) + (w.measureWaitMs[0] ?? 0);
       t2 = t0 + BigInt(Math.round((totalMs - finish) * 1e6));
       cpu2 = cpu0 + (cpu3 - cpu0) * (totalMs - finish) / totalMs;
     }
@@ -133,7 +135,7 @@ async function confidential(p: Program, sealedPath: string, input: Float32Array 
     }
     const streamMs = TRANSPORT === "file" ? Number(t2 - t0) / 1e6 - verifyMs : Number(t2 - t1) / 1e6;
     return {
-      totalMs, verifyMs, streamMs, finishMs: totalMs - verifyMs - streamMs, ortSessionMs: w.sessionMs[0] ?? NaN,
+      totalMs, verifyMs, streamMs, finishMs: totalMs - verifyMs - streamMs, ortSessionMs: w.sessionMs[0] ?? NaN, measureWaitMs: w.measureWaitMs[0] ?? NaN,
       workerCpuStreamMs: cpu2 - cpu0, workerCpuFinishMs: cpu3 - cpu2, parentCpuMs: (pcpu.user + pcpu.system) / 1e3,
       rssBefore: before.rss, hwm: after.hwm, check,
     };
@@ -216,10 +218,10 @@ const m = (xs: number[]) => Number(median(xs).toFixed(0));
 console.log("");
 console.log(`breakdown, median ms over pairs; outputs of one request checked equal on both sides (sha256 ${results.map((r) => r.conf[0].check).join(", ")})`);
 table(
-  ["weights", "pairs", "verification (load-program)", "weights streaming+decrypt", "finish-weights (last chunk, session, wipe)", "of which ORT session (worker log)", "confidential total", "baseline read", "baseline session create", "baseline total", "confidential / baseline"],
+  ["weights", "pairs", "verification (load-program)", "weights streaming+decrypt", "finish-weights (last chunk, session, wipe)", "of which ORT session (worker log)", "of which measurement wait", "confidential total", "baseline read", "baseline session create", "baseline total", "confidential / baseline"],
   results.map((r) => [
     `${r.mib} MiB`, r.pairs,
-    m(r.conf.map((c) => c.verifyMs)), m(r.conf.map((c) => c.streamMs)), m(r.conf.map((c) => c.finishMs)), m(r.conf.map((c) => c.ortSessionMs)), m(r.conf.map((c) => c.totalMs)),
+    m(r.conf.map((c) => c.verifyMs)), m(r.conf.map((c) => c.streamMs)), m(r.conf.map((c) => c.finishMs)), m(r.conf.map((c) => c.ortSessionMs)), m(r.conf.map((c) => c.measureWaitMs)), m(r.conf.map((c) => c.totalMs)),
     m(r.base.map((b) => b.readMs)), m(r.base.map((b) => b.createMs)), m(r.base.map((b) => b.totalMs)),
     `${r.ratio.toFixed(3)}×`,
   ]),

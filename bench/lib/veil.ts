@@ -104,6 +104,8 @@ export interface ReadyWorker {
   pid: number;
   /** Milliseconds of each "session ready" the worker logged (its own timing of session creation). */
   sessionMs: number[];
+  /** Milliseconds finish-weights then waited for the weights measurement (SPEC §9.1), per session. */
+  measureWaitMs: number[];
 }
 
 /**
@@ -112,11 +114,15 @@ export interface ReadyWorker {
  */
 export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOptions = {}): Promise<ReadyWorker> {
   const sessionMs: number[] = [];
+  const measureWaitMs: number[] = [];
   const spawned = WorkerClient.spawn({
     logLevel: "info",
     ...opts,
     onLog: (e) => {
-      if (typeof e === "object" && e.event === "session ready" && typeof e.ms === "number") sessionMs.push(e.ms);
+      if (typeof e === "object" && e.event === "session ready" && typeof e.ms === "number") {
+        sessionMs.push(e.ms);
+        if (typeof e.measureWaitMs === "number") measureWaitMs.push(e.measureWaitMs);
+      }
       opts.onLog?.(e);
     },
   });
@@ -132,5 +138,5 @@ export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOption
   }
   const report = await client.init(trust.trustConfig, new Uint8Array(randomBytes(32)));
   await client.unwrapKey(F.wrapKey({ report, keyId: key.keyId, dataKey: key.dataKey }));
-  return { client, spawned, report, pid: spawned.pid!, sessionMs };
+  return { client, spawned, report, pid: spawned.pid!, sessionMs, measureWaitMs };
 }
