@@ -26,6 +26,8 @@ import {
 } from "./protocol.ts";
 
 const ACCELERATOR_FAILED = 64;
+/** load-weights-file logs its progress at most once per this many bytes. */
+const PROGRESS_MIN = 16 << 20;
 
 export interface ServiceOptions {
   loader: LoaderInstance;
@@ -320,8 +322,16 @@ export class WorkerService {
         r.end();
         const file = WeightsFileLoad.open(path);
         job.abort = () => file.close();
+        // Progress for a parent that shows it (public: sizes only), every 1/64 of the file.
+        const every = Math.max(PROGRESS_MIN, Math.ceil(file.bytesTotal / 64));
+        let reported = 0;
         job.resume = () => {
-          if (!file.step(L, h)) return undefined;
+          const done = file.step(L, h);
+          if (done || file.bytesRead - reported >= every) {
+            reported = file.bytesRead;
+            this.o.log.info("weights progress", { program: h, bytes: file.bytesRead, total: file.bytesTotal });
+          }
+          if (!done) return undefined;
           file.close();
           return [];
         };

@@ -54,6 +54,16 @@ export class WeightsFileLoad {
     }
   }
 
+  /** Bytes handed to the loader so far. */
+  get bytesRead(): number {
+    return this.pos;
+  }
+
+  /** The file's length (checked at open). */
+  get bytesTotal(): number {
+    return this.expectedLength();
+  }
+
   /** Header plus each chunk with its tag (SPEC §9); NaN if the header is not a stream. */
   private expectedLength(): number {
     if (this.chunkSize === 0) return NaN;

@@ -162,12 +162,12 @@ describe.concurrent("veil CLI: the loader's refusals, by SPEC §12 name", () => 
 
   it("wrong data key (another key id): KEY_UNKNOWN at the weights header", async () => {
     const r = await v(["run", "prog", "--trust", "trust.bin", "--data-key", "other.key", "--input", "in.json", "-q"]);
-    oneLine(r, "run", 3, /load-weights: loader error 0x05020020: KEY_UNKNOWN \(32\): no data key for the weights' key id; field WeightsHeader key_id \(0x0502\) \(the data key other\.key has key id [0-9a-f]{32}, but the weights are sealed under [0-9a-f]{32}\)$/);
+    oneLine(r, "run", 3, /load-weights-file: loader error 0x05020020: KEY_UNKNOWN \(32\): no data key for the weights' key id; field WeightsHeader key_id \(0x0502\) \(the data key other\.key has key id [0-9a-f]{32}, but the weights are sealed under [0-9a-f]{32}\)$/);
   });
 
   it("wrong data key under the right key id: WEIGHTS_AUTH at the first chunk", async () => {
     const r = await v(["run", "prog", "--trust", "trust.bin", "--data-key", "same-id.key", "--input", "in.json", "-q"]);
-    oneLine(r, "run", 3, /load-weights: loader error 0x05070023: WEIGHTS_AUTH \(35\)/);
+    oneLine(r, "run", 3, /load-weights-file: loader error 0x05070023: WEIGHTS_AUTH \(35\)/);
   });
 
   it("too few signatures: SIGNATURE_THRESHOLD, with how many counted", async () => {
@@ -203,22 +203,22 @@ describe.concurrent("veil CLI: the loader's refusals, by SPEC §12 name", () => 
     const w = readFileSync(at("flip", "weights.sealed"));
     w[60 + 65552 + 1234] ^= 0x01; // inside chunk 1
     writeFileSync(at("flip", "weights.sealed"), w);
-    oneLine(await v(runArgs("flip")), "run", 3, /load-weights: loader error 0x05070023: WEIGHTS_AUTH \(35\): a weights chunk failed to open; field a weights chunk \(and the commitment\) \(0x0507\) \(flip\/weights\.sealed was altered/);
+    oneLine(await v(runArgs("flip")), "run", 3, /load-weights-file: loader error 0x05070023: WEIGHTS_AUTH \(35\): a weights chunk failed to open; field a weights chunk \(and the commitment\) \(0x0507\) \(flip\/weights\.sealed was altered/);
 
     cpSync(at("prog"), at("header"), { recursive: true });
     const h = readFileSync(at("header", "weights.sealed"));
     h[30] ^= 0x01; // stream_id
     writeFileSync(at("header", "weights.sealed"), h);
-    oneLine(await v(runArgs("header")), "run", 3, /load-weights: loader error 0x05030022: WEIGHTS_MISMATCH \(34\).*field WeightsHeader stream_id \(0x0503\)/);
+    oneLine(await v(runArgs("header")), "run", 3, /load-weights-file: loader error 0x05030022: WEIGHTS_MISMATCH \(34\).*field WeightsHeader stream_id \(0x0503\)/);
   });
 
-  it("weights.sealed cut at a chunk boundary: WEIGHTS_INCOMPLETE; with bytes appended: WEIGHTS_ORDER", async () => {
+  it("weights.sealed cut at a chunk boundary, or with bytes appended: refused before any of it is loaded (WEIGHTS_FILE)", async () => {
     cpSync(at("prog"), at("cut"), { recursive: true });
     truncateSync(at("cut", "weights.sealed"), 60 + 2 * 65552);
-    oneLine(await v(runArgs("cut")), "run", 3, /infer: loader error 0x00000026: WEIGHTS_INCOMPLETE \(38\).*\(cut\/weights\.sealed ended before its final chunk, truncated\)$/);
+    oneLine(await v(runArgs("cut")), "run", 3, /load-weights-file: .*weights\.sealed: 131164 bytes, but its header describes a \d+-byte stream.*\(cut\/weights\.sealed is truncated or extended/);
     cpSync(at("prog"), at("long"), { recursive: true });
     appendFileSync(at("long", "weights.sealed"), new Uint8Array(100));
-    oneLine(await v(runArgs("long")), "run", 3, /load-weights: loader error 0x[0-9a-f]{8}: WEIGHTS_ORDER \(36\)/);
+    oneLine(await v(runArgs("long")), "run", 3, /load-weights-file: .*weights\.sealed: \d+ bytes, but its header describes a \d+-byte stream.*\(long\/weights\.sealed is truncated or extended/);
   });
 
   it("weights re-sealed by a holder of the data key, with the manifest's stream id: WEIGHTS_COMMITMENT", async () => {
@@ -246,7 +246,7 @@ describe.concurrent("veil CLI: the loader's refusals, by SPEC §12 name", () => 
     } finally {
       await sp.close();
     }
-    oneLine(await v(runArgs("resealed")), "run", 3, /load-weights: loader error 0x05070025: WEIGHTS_COMMITMENT \(37\).*\(resealed\/weights\.sealed is not the sealed stream the manifest commits to\)$/);
+    oneLine(await v(runArgs("resealed")), "run", 3, /load-weights-file: loader error 0x05070025: WEIGHTS_COMMITMENT \(37\).*\(resealed\/weights\.sealed is not the sealed stream the manifest commits to\)$/);
   });
 
   it("a request that does not fit the schema: SCHEMA_VIOLATION", async () => {

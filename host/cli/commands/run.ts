@@ -11,7 +11,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { stat } from "node:fs/promises";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { equalBytes } from "../../formats/bytes.ts";
 import { LIMITS, TEMPERATURE_MILLI_MAX } from "../../formats/constants.ts";
 import type { InnerRequest } from "../../formats/inner.ts";
@@ -20,7 +20,7 @@ import { decodeReportBody } from "../../formats/report.ts";
 import { sealRequest } from "../../formats/request.ts";
 import { checkThreshold } from "../../formats/sign.ts";
 import { decodeTrustConfig, trustConfigHash } from "../../formats/trust.ts";
-import { REPO_ROOT, WorkerClient, WorkerError, loadSealedWeights } from "../../worker/client.ts";
+import { REPO_ROOT, WorkerClient, WorkerError } from "../../worker/client.ts";
 import {
   CliError, LOADER_REFUSED, UsageError, bigOption, hex, intOption, numberOption, required, str, toJson, type Command, type Context,
 } from "../args.ts";
@@ -138,7 +138,8 @@ async function buildRequest(ctx: Context, p: ProgramDir): Promise<InnerRequest> 
 
 /** A loader refusal as one line, with what the CLI can tell about its cause. */
 function refusal(e: unknown, hint: (name: string) => string | undefined): unknown {
-  if (!(e instanceof WorkerError) || e.kind !== "loader") return e;
+  // The loader's refusals, and the worker's refusal of a weights file that is not a whole stream.
+  if (!(e instanceof WorkerError) || (e.kind !== "loader" && e.codeName !== "WEIGHTS_FILE")) return e;
   const h = e.codeName ? hint(e.codeName) : undefined;
   return new CliError(`${e.message}${h ? ` (${h})` : ""}`, LOADER_REFUSED, { cause: e });
 }
@@ -167,8 +168,12 @@ async function runCommand(ctx: Context): Promise<void> {
   const expected = expectedHex ?? hex(sha256(await readNamed(LOADER_WASM, "loader module (run npm run build)")));
 
   const row = (k: string, v: string) => ctx.note(`${k.padEnd(12)} ${v}`);
+  let onWeightsProgress: ((bytes: number) => void) | undefined;
   const client = WorkerClient.spawn({
-    onLog: ctx.verbose ? (e) => ctx.io.stderr.write(`worker: ${typeof e === "string" ? e : JSON.stringify(e)}\n`) : undefined,
+    onLog: (e) => {
+      if (typeof e === "object" && e.event === "weights progress" && typeof e.bytes === "number") onWeightsProgress?.(e.bytes);
+      if (ctx.verbose) ctx.io.stderr.write(`worker: ${typeof e === "string" ? e : JSON.stringify(e)}\n`);
+    },
   });
   let progress: Progress | undefined;
   try {
@@ -215,12 +220,14 @@ async function runCommand(ctx: Context): Promise<void> {
     });
     row("program", `${m.name} v${m.version}, digest ${hex(p.digest)}: signatures accepted`);
 
-    // 5. Sealed weights, one piece per call (§9).
+    // 5. Sealed weights (§9): the worker reads the file itself, one piece per load-weights call.
     progress = new Progress({ label: "loading weights", total: weightsSize, stream: ctx.io.stderr, enabled: progressWanted(ctx.values, weightsSize) });
     const prog = progress;
-    const loaded = await loadSealedWeights(client, handle, weightsPath, { onProgress: (x) => prog.update(x.bytes) }).catch((e) => {
+    onWeightsProgress = (bytes) => prog.update(bytes);
+    await client.loadWeightsFile(handle, resolve(weightsPath)).catch((e) => {
       prog.finish(false);
       throw refusal(e, (name) => {
+        if (name === "WEIGHTS_FILE") return `${weightsPath} is truncated or extended (its length is not the one its header gives)`;
         if (name === "KEY_UNKNOWN") return `the data key ${keyPath} has key id ${hex(key.keyId)}, but the weights are sealed under ${hex(m.weights.keyId)}`;
         if (name === "WEIGHTS_AUTH") return `${weightsPath} was altered, or sealed with another data key under the same key id`;
         if (name === "WEIGHTS_COMMITMENT") return `${weightsPath} is not the sealed stream the manifest commits to`;
@@ -230,10 +237,9 @@ async function runCommand(ctx: Context): Promise<void> {
       });
     });
     progress.finish();
-    // The loader checks the commitment when the final chunk arrives; a stream cut at a chunk
-    // boundary has no final chunk, and the loader will refuse to run (WEIGHTS_INCOMPLETE).
-    if (loaded.pieces === loaded.piecesTotal) row("weights", `${loaded.bytes} sealed bytes in ${loaded.pieces} pieces, accepted by the loader (commitment matched)`);
-    else row("weights", `only ${loaded.pieces} of ${loaded.piecesTotal ?? "?"} pieces in ${weightsPath}: the stream is incomplete`);
+    // Resolved only after the final chunk: the loader checked the accelerator's measurement
+    // against the manifest's commitment (§9.1).
+    row("weights", `${weightsSize} sealed bytes in ${1 + m.weights.chunkCount} pieces, accepted by the loader (commitment matched)`);
 
     // 6. The request, sealed to the attested key and bound to this program (§8.1).
     const sealed = sealRequest({ loader: report, programDigest: p.digest, request });
