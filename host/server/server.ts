@@ -90,6 +90,8 @@ const ROUTES = {
   programs: "/v1/programs",
   infer: "/v1/programs/:name/infer",
   stream: "/v1/programs/:name/stream",
+  /** SPEC §8.5.1: body an EncapsulatedRequest carrying a SessionOpen, routed by its key_id like infer. */
+  session: "/v1/programs/:name/session",
 } as const;
 
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
@@ -297,6 +299,19 @@ export async function startServer(o: ServerOptions): Promise<VeilServer> {
       const res = await raceAbort(pool.submit(slot, signal, (client, handles) => client.infer(handles.get(name)!, body)), signal);
       c.resBytes = res.length;
       metrics.sealedBytesOut.inc({ route: ROUTES.infer }, res.length);
+      return reply.type("application/octet-stream").send(Buffer.from(res.buffer, res.byteOffset, res.length));
+    } finally {
+      done();
+    }
+  });
+
+  // Session requests (SPEC §8.5.2) go to infer and stream unchanged: their first byte is the key_id too.
+  app.post(ROUTES.session, async (req, reply) => {
+    const { c, name, body, slot, signal, done } = prepare(req, reply);
+    try {
+      const res = await raceAbort(pool.submit(slot, signal, (client, handles) => client.sessionOpen(handles.get(name)!, body)), signal);
+      c.resBytes = res.length;
+      metrics.sealedBytesOut.inc({ route: ROUTES.session }, res.length);
       return reply.type("application/octet-stream").send(Buffer.from(res.buffer, res.byteOffset, res.length));
     } finally {
       done();

@@ -340,6 +340,12 @@ export class WorkerService {
           throw new Refusal(WorkerCode.ATTEST_FAILED, `evidence: the attester failed (${e instanceof Error ? e.name : typeof e})`);
         }
       }
+      case Req.SESSION_OPEN: {
+        const h = r.u32("program");
+        const request = r.vec32("request");
+        r.end();
+        return [L.sessionOpen(h, request)];
+      }
       case Req.SHUTDOWN:
         r.end();
         return [];

@@ -180,6 +180,8 @@ export class FakeVeilServer {
   /** Program listing lies. */
   listing: { badDigest?: string; weakSignatures?: string; renamed?: string } = {};
   streamClosed = 0;
+  /** Serve session-open (SPEC §8.5.1); off, the server is one that predates sessions (404). */
+  sessions = false;
 
   private server?: http.Server;
 
@@ -202,6 +204,7 @@ export class FakeVeilServer {
     this.listing = {};
     this.hits.length = 0;
     this.streamClosed = 0;
+    this.sessions = false;
   }
 
   count(path: string | RegExp, method?: string): number {
@@ -336,8 +339,8 @@ export class FakeVeilServer {
 
     if (req.method === "GET" && u.pathname === "/healthz") return this.json(res, 200, { ok: true });
 
-    const m = /^\/v1\/programs\/([^/]+)\/(infer|stream)$/.exec(u.pathname);
-    if (req.method === "POST" && m) {
+    const m = /^\/v1\/programs\/([^/]+)\/(infer|stream|session)$/.exec(u.pathname);
+    if (req.method === "POST" && m && (m[2] !== "session" || this.sessions)) {
       const name = decodeURIComponent(m[1]);
       const body = await this.body(req);
       const f = this.failures.shift();
@@ -357,6 +360,17 @@ export class FakeVeilServer {
         w = c[0];
       }
       const h = w.handles.get(name)!;
+      if (m[2] === "session") {
+        let out: Uint8Array;
+        try {
+          out = w.L.sessionOpen(h, body);
+        } catch (e) {
+          if (e instanceof LoaderError) return this.loaderError(res, e);
+          throw e;
+        }
+        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": out.length });
+        return void res.end(out);
+      }
       if (m[2] === "infer") {
         let out: Uint8Array;
         try {
