@@ -601,6 +601,8 @@ export class Client {
   readonly #versions: Map<string, bigint>;
   /** SPEC §8.5 sessions by worker, loader key, program and digest; each opened once, shared by concurrent calls. */
   readonly #sessions = new Map<string, Promise<ClientSession | undefined>>();
+  /** Worker-and-program keys that had a request already: the second one opens the session. */
+  readonly #seen = new Set<string>();
 
   private constructor(cfg: Config, state: State, versions: Map<string, bigint>) {
     this.#cfg = cfg;
@@ -644,6 +646,14 @@ export class Client {
     if (this.#state.generation !== seenGeneration) return this.#state; // someone re-attested since
     this.#refreshing ??= attest(this.#cfg, this.#versions, this.#state.generation + 1, signal).finally(() => (this.#refreshing = undefined));
     this.#state = await this.#refreshing;
+    // Sessions with a worker key the new attestation no longer lists can never be used again.
+    const live = new Set([...this.#state.workers.values()].map((w) => `${w.id}|${toHex(w.loader.hpkePublicKey)}|`));
+    const gone = (k: string) => ![...live].some((prefix) => k.startsWith(prefix));
+    for (const [k, held] of this.#sessions) if (gone(k)) {
+      this.#sessions.delete(k);
+      void held.then((s) => s?.close());
+    }
+    for (const k of this.#seen) if (gone(k)) this.#seen.delete(k);
     return this.#state;
   }
 
@@ -696,7 +706,10 @@ export class Client {
         throw fromFormat(e);
       }
       const sessionKey = `${w.id}|${toHex(w.loader.hpkePublicKey)}|${name}|${toHex(p.digest)}`;
-      const session = cfg.sessions ? await this.#session(sessionKey, w, p, name, opts.signal) : undefined;
+      // A single request pays no session-open; repeated ones to the same worker and program do once.
+      const repeated = this.#sessions.has(sessionKey) || this.#seen.has(sessionKey);
+      this.#seen.add(sessionKey);
+      const session = cfg.sessions && repeated ? await this.#session(sessionKey, w, p, name, opts.signal) : undefined;
       try {
         if (session) {
           const r = session.seal(request);

@@ -156,6 +156,8 @@ export interface Hit {
   path: string;
   worker?: string;
   status?: number;
+  /** A POST body that is a SessionRequest (SPEC §8.5.2). */
+  sessionRequest?: boolean;
 }
 
 const STREAM_GAP_MS = 3;
@@ -343,6 +345,7 @@ export class FakeVeilServer {
     if (req.method === "POST" && m && (m[2] !== "session" || this.sessions)) {
       const name = decodeURIComponent(m[1]);
       const body = await this.body(req);
+      hit.sessionRequest = F.isSessionRequest(body);
       const f = this.failures.shift();
       if (f) {
         f.then?.();

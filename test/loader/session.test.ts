@@ -412,8 +412,15 @@ describe("lifetime, capacity and unload (§8.5.4)", () => {
     expectCode(() => w.L.infer(h, s1.seal(2n, inner)), "SESSION_UNKNOWN");
     for (const k of secrets(s1)) expect(mem().indexOf(Buffer.from(k)), "expired").toBe(-1);
     w.clock.now -= HOUR_NS;
+    // Eviction: s2 is the least recently used once SESSIONS_MAX newer sessions open.
+    for (let i = 0; i < F.LIMITS.SESSIONS_MAX; i++) {
+      w.clock.now += 1n;
+      open(w, p, h);
+    }
+    for (const k of secrets(s2)) expect(mem().indexOf(Buffer.from(k)), "evicted").toBe(-1);
+    const s3 = RawSession.open(w, p, h);
     w.L.unloadProgram(h);
-    for (const k of secrets(s2)) expect(mem().indexOf(Buffer.from(k)), "unloaded").toBe(-1);
+    for (const k of secrets(s3)) expect(mem().indexOf(Buffer.from(k)), "unloaded").toBe(-1);
   });
 });
 
