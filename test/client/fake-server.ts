@@ -363,21 +363,10 @@ export class FakeVeilServer {
         w = c[0];
       }
       const h = w.handles.get(name)!;
-      if (m[2] === "session") {
+      if (m[2] === "infer" || m[2] === "session") {
         let out: Uint8Array;
         try {
-          out = w.L.sessionOpen(h, body);
-        } catch (e) {
-          if (e instanceof LoaderError) return this.loaderError(res, e);
-          throw e;
-        }
-        res.writeHead(200, { "content-type": "application/octet-stream", "content-length": out.length });
-        return void res.end(out);
-      }
-      if (m[2] === "infer") {
-        let out: Uint8Array;
-        try {
-          out = w.L.infer(h, body);
+          out = m[2] === "infer" ? w.L.infer(h, body) : w.L.sessionOpen(h, body);
         } catch (e) {
           if (e instanceof LoaderError) return this.loaderError(res, e);
           throw e;
