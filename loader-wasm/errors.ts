@@ -32,6 +32,7 @@ export const REPLAY: u32 = 51;
 export const SCHEMA_VIOLATION: u32 = 52;
 export const EGRESS_LIMIT: u32 = 53;
 export const STREAM_DONE: u32 = 54;
+export const SESSION_UNKNOWN: u32 = 55;
 export const ACCELERATOR_FAILED: u32 = 64;
 export const ENTROPY_FAILED: u32 = 65;
 
@@ -45,6 +46,8 @@ export const F_KEYWRAP: u32 = 0x0600;
 export const F_REQUEST: u32 = 0x0700;
 export const F_INNER: u32 = 0x0800;
 export const F_OUTPUT: u32 = 0x0900;
+export const F_SESSION: u32 = 0x0a00; // SessionRequest (SPEC §8.5.2)
+export const F_SESSION_OPEN: u32 = 0x0b00; // SessionOpen (SPEC §8.5.1)
 
 // SPEC §12: low 16 bits code, high 16 bits field.
 @inline export function err(code: u32, field: u32): u32 {

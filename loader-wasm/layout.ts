@@ -20,6 +20,10 @@ export const KEYS_MAX: u32 = 16;
 export const STREAMS_MAX: u32 = 16;
 export const REPLAY_WINDOW: u32 = 16384;
 export const CONTEXT_MAX: u32 = 65536;
+// SPEC §13, §8.5.4: the session table is static (session.ts), SESSIONS_MAX slots.
+export const SESSIONS_MAX: u32 = 64;
+export const SESSION_LIFETIME_S: u32 = 3600;
+export const SESSION_WINDOW: u32 = 128;
 
 export const ARENA_SIZE: usize = 96 * MiB;
 // A verified manifest copy, then its token offset table (generate mode).

@@ -9,7 +9,8 @@ import { ensureLayout, arenaAlloc, arenaTake, arenaReset, overflow, MANIFEST_MAX
 import { initTrust, initialized, writeReport, REPORT_LEN, enoughSignatures } from "./trust";
 import { unwrapKey } from "./keys";
 import { register, outHandle, loadWeights, slotOf, release } from "./programs";
-import { infer as inferOne, inferBegin, inferNext, inferCancel, outPtr, outLen, outStream } from "./request";
+import { infer as inferOne, inferBegin, inferNext, inferCancel, sessionOpen, outPtr, outLen, outStream } from "./request";
+import { endSessionsOf } from "./session";
 import { MANIFEST_SIG, MANIFEST_SIG_LEN } from "./labels";
 
 // Return area: discriminant u8 at 0; payload at 4 (a u32, or a list's ptr at 4 and len at 8).
@@ -111,6 +112,7 @@ export function unload_program(program: u32): usize {
   if (e != 0) return fail(e);
   const i = slotOf(program);
   if (i < 0) return fail(err(NO_PROGRAM, 0));
+  endSessionsOf(program); // SPEC §8.5.4: the program's sessions end with it
   release(<u32>i);
   return okU32(0);
 }
@@ -143,6 +145,14 @@ export function infer_cancel(stream: u32): usize {
   return e != 0 ? fail(e) : okU32(0);
 }
 
+// SPEC §8.5.1
+export function session_open(program: u32, p: usize, len: usize): usize {
+  let e = entry();
+  if (e != 0) return fail(e);
+  e = sessionOpen(program, p, len);
+  return e != 0 ? fail(e) : okList(outPtr, outLen);
+}
+
 // cabi_post_*: the host has copied the results out; wipe and empty the arena.
 export function cabi_post_init(_r: usize): void { arenaReset(); }
 export function cabi_post_attest(_r: usize): void { arenaReset(); }
@@ -154,3 +164,4 @@ export function cabi_post_infer(_r: usize): void { arenaReset(); }
 export function cabi_post_infer_begin(_r: usize): void { arenaReset(); }
 export function cabi_post_infer_next(_r: usize): void { arenaReset(); }
 export function cabi_post_infer_cancel(_r: usize): void { arenaReset(); }
+export function cabi_post_session_open(_r: usize): void { arenaReset(); }

@@ -23,6 +23,12 @@ import {
 } from "./layout";
 import { REQUEST_INFO, REQUEST_INFO_LEN, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN, STREAM_EXPORT, STREAM_EXPORT_LEN, KEY, KEY_LEN, NONCE, NONCE_LEN, SAMPLING_SEED, SAMPLING_SEED_LEN } from "./labels";
 import * as host from "./imports";
+import {
+  isSessionRequest, openSessionRequest, sessionInner, sessionInnerLen, createSession, endSession, lastSession,
+  responseKeyOfCurrent, responseNonceOfCurrent, streamKeysOfCurrent, HEADER_LEN as SESSION_HEADER_LEN,
+} from "./session";
+import { SESSION_EXPORT, SESSION_EXPORT_LEN } from "./labels";
+import { F_SESSION_OPEN } from "./errors";
 
 // SPEC §12.1 field ids.
 const R_KEY_ID: u32 = F_REQUEST | 1, R_KEM = F_REQUEST | 2, R_KDF = F_REQUEST | 3, R_AEAD = F_REQUEST | 4,
@@ -109,7 +115,11 @@ let encPtr: usize = 0;
 
 // Opens `p..p+len` in place for program slot `i`. Leaves the inner request at innerPtr and
 // the response secret (labelled by `exportLabel`) in SECRET.
-function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLabelLen: usize): u32 {
+// With `export2Label`, a second exported secret (SPEC §8.5.1 session_secret) goes to `export2Out`.
+function openRequest(
+  i: u32, p: usize, len: usize, exportLabel: usize, exportLabelLen: usize,
+  export2Label: usize = 0, export2LabelLen: usize = 0, export2Out: usize = 0,
+): u32 {
   if (len > REQUEST_MAX) return err(TOO_LARGE, R_CT); // SPEC §13
   wire.begin(p, len);
   const kid = wire.u8r(R_KEY_ID);
@@ -132,6 +142,7 @@ function openRequest(i: u32, p: usize, len: usize, exportLabel: usize, exportLab
   let ok = setupBaseR(CTX, enc, SK, PK, INFO, REQUEST_INFO_LEN + 39);
   ok = ok && open0(CTX, 0, 0, ct, ctLen, ct); // RFC 9180 §5.2, aad empty, in place
   if (ok) exportSecret(CTX, exportLabel, exportLabelLen, SECRET, 32); // RFC 9458 §4.4
+  if (ok && export2Out != 0) exportSecret(CTX, export2Label, export2LabelLen, export2Out, 32); // RFC 9180 §5.3
   wipe(CTX, HPKE_CTX_SIZE);
   if (!ok) return err(REQUEST_AUTH, R_CT);
   replayRemember(enc, <u32>encHome);
@@ -164,11 +175,49 @@ function responseOver(f: Facts, plain: u64): u32 {
   return 0;
 }
 
-// ---- tensor mode ----
 const RKEY = memory.data(32, 16);
 const RNONCE = memory.data(12, 16);
 export let outPtr: usize = 0;
 export let outLen: usize = 0;
+
+// ---- how the current request is opened and its response sealed: §8.1/§8.3 or §8.5.2 ----
+let sessionMode = false;
+let sessionHeader: usize = 0;
+
+// SPEC §8.5.2: bytes 1..8 decide the framing; either way the inner request ends up at innerPtr.
+function openAny(handle: u32, i: u32, p: usize, len: usize, exportLabel: usize, exportLabelLen: usize): u32 {
+  sessionMode = isSessionRequest(p, len);
+  if (!sessionMode) return openRequest(i, p, len, exportLabel, exportLabelLen);
+  const e = openSessionRequest(handle, p, len);
+  if (e != 0) return e;
+  sessionHeader = p;
+  innerPtr = sessionInner;
+  innerLen = sessionInnerLen;
+  return 0;
+}
+
+// Bytes before the sealed plaintext: the response nonce (§8.3), none in a session (§8.5.2).
+@inline function responsePrefix(): usize { return sessionMode ? 0 : 32; }
+
+// Seals the `plainLen` bytes at out + responsePrefix() in place, tag after them. §8.3: keys
+// from a fresh response nonce written at `out`; §8.5.2: the session's response key, nonce
+// response_nonce XOR seq, aad = the request header. False if entropy failed.
+function sealResponse(out: usize, plainLen: usize): bool {
+  const body = out + responsePrefix();
+  if (sessionMode) {
+    responseNonceOfCurrent(RNONCE);
+    aeadSeal(responseKeyOfCurrent(), RNONCE, sessionHeader, SESSION_HEADER_LEN, body, plainLen, body, body + plainLen);
+    wipe(RNONCE, 12);
+    return true;
+  }
+  if (!responseKeys(out, RKEY, RNONCE)) return false;
+  aeadSeal(RKEY, RNONCE, 0, 0, body, plainLen, body, body + plainLen);
+  wipe(RKEY, 32);
+  wipe(RNONCE, 12);
+  return true;
+}
+
+// ---- tensor mode ----
 
 function runTensors(i: u32, f: Facts): u32 {
   const base = manifestBase(i);
@@ -202,26 +251,25 @@ function runTensors(i: u32, f: Facts): u32 {
     wipe(o, on);
     return over;
   }
-  const out = arenaTake(32 + plainLen + 16);
+  const prefix = responsePrefix();
+  const out = arenaTake(prefix + plainLen + 16);
   if (out == 0) {
     wipe(o, on);
     return err(TOO_LARGE, F_OUTPUT);
   }
-  if (!responseKeys(out, RKEY, RNONCE)) {
-    wipe(o, on);
-    return err(ENTROPY_FAILED, 0);
-  }
   // InnerResponse kind 1 (SPEC §7.6), sealed in place.
-  const body = out + 32;
+  const body = out + prefix;
   wire.wbegin(body);
   wire.wmagic(wire.kind(0x52, 0x50)); // "RP"
   wire.w8(1);
   memory.copy(body + 9, o, on);
   wipe(o, on);
-  aeadSeal(RKEY, RNONCE, 0, 0, body, plainLen, body, body + plainLen);
-  wipe(RKEY, 32);
+  if (!sealResponse(out, plainLen)) {
+    wipe(body, plainLen);
+    return err(ENTROPY_FAILED, 0);
+  }
   outPtr = out;
-  outLen = 32 + plainLen + 16;
+  outLen = prefix + plainLen + 16;
   return 0;
 }
 
@@ -423,7 +471,7 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
   // remembered for replay), so a refusal for capacity leaves the request usable.
   const s = f.mode == MODE_GENERATE ? takeStream() : 0;
   if (s < 0) return err(CAPACITY, 0);
-  let e = openRequest(<u32>i, p, len, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN);
+  let e = openAny(handle, <u32>i, p, len, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN);
   if (e != 0) return e;
   if (f.mode == MODE_TENSOR) {
     e = runTensors(<u32>i, f);
@@ -440,13 +488,14 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
   }
   const st = streamAt(<u32>s);
   const cap: usize = 9 + 4 + <usize>load<u32>(st, T_MAX) * 64 + 5;
-  const out = arenaTake(32 + cap + 16);
+  const prefix = responsePrefix();
+  const out = arenaTake(prefix + cap + 16);
   if (out == 0) {
     wipe(SECRET, 32);
     freeStream(<u32>s);
     return err(TOO_LARGE, 0);
   }
-  const body = out + 32;
+  const body = out + prefix;
   const text = body + 13;
   let textLen: usize = 0;
   let count: u32 = 0;
@@ -472,14 +521,13 @@ export function infer(handle: u32, p: usize, len: usize): u32 {
   wire.wbegin(text + textLen);
   wire.w32(count);
   wire.w8(stop);
-  if (!responseKeys(out, RKEY, RNONCE)) {
+  if (!sealResponse(out, plainLen)) {
     wipe(body, plainLen);
+    wipe(SECRET, 32);
     return err(ENTROPY_FAILED, 0);
   }
-  aeadSeal(RKEY, RNONCE, 0, 0, body, plainLen, body, body + plainLen);
-  wipe(RKEY, 32);
   outPtr = out;
-  outLen = 32 + plainLen + 16;
+  outLen = prefix + plainLen + 16;
   return 0;
 }
 
@@ -493,11 +541,13 @@ export function inferBegin(handle: u32, p: usize, len: usize): u32 {
   if (f.mode != MODE_GENERATE) return err(SCHEMA_VIOLATION, I_KIND); // streams are for generate programs
   const s = takeStream();
   if (s < 0) return err(CAPACITY, 0);
-  let e = openRequest(<u32>i, p, len, STREAM_EXPORT, STREAM_EXPORT_LEN);
+  let e = openAny(handle, <u32>i, p, len, STREAM_EXPORT, STREAM_EXPORT_LEN);
   if (e != 0) return e;
   e = startGenerate(<u32>i, f, <u32>s);
   const st = streamAt(<u32>s);
-  if (e == 0 && !responseKeys(st + T_RESPONSE_NONCE, st + T_KEY, st + T_NONCE)) e = err(ENTROPY_FAILED, 0);
+  // SPEC §8.5.2: a session stream is keyed by stream_key(seq), stream_nonce(seq), no response nonce.
+  if (e == 0 && sessionMode) streamKeysOfCurrent(st + T_KEY, st + T_NONCE);
+  else if (e == 0 && !responseKeys(st + T_RESPONSE_NONCE, st + T_KEY, st + T_NONCE)) e = err(ENTROPY_FAILED, 0);
   if (e != 0) {
     wipe(innerPtr, innerLen);
     wipe(SECRET, 32);
@@ -505,7 +555,7 @@ export function inferBegin(handle: u32, p: usize, len: usize): u32 {
     return e;
   }
   streamGen = (streamGen + 1) & 0x0fffffff;
-  store<u32>(st, NONCE_PENDING, T_STATE);
+  store<u32>(st, sessionMode ? RUNNING : NONCE_PENDING, T_STATE); // §8.5.2: no nonce record in a session
   store<u32>(st, handle, T_PROGRAM);
   store<u32>(st, streamGen, T_GEN);
   store<u64>(st, host.now(), T_LAST);
@@ -599,5 +649,39 @@ export function inferCancel(h: u32): u32 {
   const s = streamOf(h);
   if (s < 0) return err(STREAM_DONE, 0);
   freeStream(<u32>s);
+  return 0;
+}
+
+// session-open(program, request) → encapsulated response carrying a SessionAccept (SPEC §8.5.1).
+const SESSION_SECRET = memory.data(32, 16);
+export function sessionOpen(handle: u32, p: usize, len: usize): u32 {
+  const i = programFor(handle);
+  if (i < 0) return err(17, 0); // NO_PROGRAM
+  if (!isReady(<u32>i)) return err(WEIGHTS_INCOMPLETE, 0);
+  sessionMode = false;
+  let e = openRequest(<u32>i, p, len, RESPONSE_EXPORT, RESPONSE_EXPORT_LEN, SESSION_EXPORT, SESSION_EXPORT_LEN, SESSION_SECRET);
+  if (e != 0) return e;
+  // SessionOpen is exactly the 8-byte magic "veil" "SO" 0x0001.
+  wire.begin(innerPtr, innerLen);
+  wire.magic(wire.kind(0x53, 0x4f), F_SESSION_OPEN | 1); // "SO"
+  wire.finish(F_SESSION_OPEN);
+  e = wire.failed() ? wire.errorCode() : 0;
+  wipe(innerPtr, innerLen);
+  const out = e == 0 ? arenaTake(32 + 32 + 16) : 0;
+  if (e == 0 && out == 0) e = err(TOO_LARGE, 0);
+  if (e == 0) e = createSession(handle, encPtr, SESSION_SECRET, out + 32);
+  wipe(SESSION_SECRET, 32);
+  if (e != 0) {
+    wipe(SECRET, 32);
+    return e;
+  }
+  if (!sealResponse(out, 32)) { // §8.3 with the SessionAccept as plaintext
+    endSession(lastSession);
+    wipe(out, 32 + 32);
+    wipe(SECRET, 32);
+    return err(ENTROPY_FAILED, 0);
+  }
+  outPtr = out;
+  outLen = 32 + 32 + 16;
   return 0;
 }

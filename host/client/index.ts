@@ -28,6 +28,7 @@ import {
   decodeTrustConfig,
   egressLimit,
   toHex,
+  openSession,
   sealRequest,
   trustConfigHash,
   wipe,
@@ -35,7 +36,8 @@ import {
   type InnerRequest,
   type InnerResponse,
   type Manifest,
-  type ResponseContext,
+  type ClientSession,
+  type StreamOpener,
   type Tensor,
   type TensorSpec,
   type TrustConfig,
@@ -118,6 +120,13 @@ export interface ConnectOptions {
   /** Deadline of each attestation and program-list call; default 30 s. */
   timeoutMs?: number;
   signal?: AbortSignal;
+  /**
+   * Authenticated sessions (SPEC §8.5), on by default: the first request to a program on a
+   * worker opens a session with one HPKE request, later ones are sealed under its keys; a
+   * session the loader no longer knows (SESSION_UNKNOWN) is re-opened transparently. `false`
+   * seals every request with its own HPKE key exchange (§8.1).
+   */
+  sessions?: boolean;
 }
 
 export interface WorkerInfo {
@@ -243,6 +252,14 @@ interface Config {
   baseDelayMs: number;
   maxDelayMs: number;
   timeoutMs: number;
+  sessions: boolean;
+}
+
+/** What answers one sealed request: a §8.1 ResponseContext, or a session request's (§8.5.2). */
+interface ResponseOpener {
+  openResponse(bytes: Uint8Array): InnerResponse;
+  openStream(): StreamOpener;
+  dispose(): void;
 }
 
 function checkInt(v: unknown, name: string, min: number, max: number): number {
@@ -321,6 +338,7 @@ function buildConfig(opts: ConnectOptions): Config {
     retries: checkInt(r.retries ?? 3, "retry.retries", 0, 100),
     baseDelayMs: checkInt(r.baseDelayMs ?? 200, "retry.baseDelayMs", 0, 600_000),
     maxDelayMs: checkInt(r.maxDelayMs ?? 30_000, "retry.maxDelayMs", 0, 3_600_000),
+    sessions: opts.sessions !== false,
     timeoutMs: checkInt(opts.timeoutMs ?? 30_000, "timeoutMs", 1, 3_600_000),
   };
 }
@@ -581,6 +599,10 @@ export class Client {
   #refreshing: Promise<State> | undefined;
   readonly #rr = new Map<string, number>();
   readonly #versions: Map<string, bigint>;
+  /** SPEC §8.5 sessions by worker, loader key, program and digest; each opened once, shared by concurrent calls. */
+  readonly #sessions = new Map<string, Promise<ClientSession | undefined>>();
+  /** Worker-and-program keys that had a request already: the second one opens the session. */
+  readonly #seen = new Set<string>();
 
   private constructor(cfg: Config, state: State, versions: Map<string, bigint>) {
     this.#cfg = cfg;
@@ -624,6 +646,14 @@ export class Client {
     if (this.#state.generation !== seenGeneration) return this.#state; // someone re-attested since
     this.#refreshing ??= attest(this.#cfg, this.#versions, this.#state.generation + 1, signal).finally(() => (this.#refreshing = undefined));
     this.#state = await this.#refreshing;
+    // Sessions with a worker key the new attestation no longer lists can never be used again.
+    const live = new Set([...this.#state.workers.values()].map((w) => `${w.id}|${toHex(w.loader.hpkePublicKey)}|`));
+    const gone = (k: string) => ![...live].some((prefix) => k.startsWith(prefix));
+    for (const [k, held] of this.#sessions) if (gone(k)) {
+      this.#sessions.delete(k);
+      void held.then((s) => s?.close());
+    }
+    for (const k of this.#seen) if (gone(k)) this.#seen.delete(k);
     return this.#state;
   }
 
@@ -655,22 +685,36 @@ export class Client {
     route: "infer" | "stream",
     opts: CallOptions,
     build: (p: ProgramState) => InnerRequest,
-    finish: (res: Response, ctx: ResponseContext, worker: string, p: ProgramState, s: { why(): "ABORTED" | "TIMEOUT" | undefined }) => Promise<T>,
+    finish: (res: Response, ctx: ResponseOpener, worker: string, p: ProgramState, s: { why(): "ABORTED" | "TIMEOUT" | undefined }) => Promise<T>,
   ): Promise<T> {
     const cfg = this.#cfg;
     const retries = opts.retries === undefined ? cfg.retries : checkInt(opts.retries, "retries", 0, 100);
     const what = `${route} ${show(name)}`;
     let keyReattested = false;
+    let sessionReopened = false;
     for (let attempt = 0; ; attempt++) {
       aborted(opts.signal, what);
       const generation = this.#state.generation;
       const p = this.#program(name);
-      let sealed: { bytes: Uint8Array; response: ResponseContext };
+      let sealed: { bytes: Uint8Array; response: ResponseOpener };
       let w: WorkerState;
+      let request: InnerRequest;
       try {
-        const request = build(p); // local checks first: a refused request takes no worker's turn
+        request = build(p); // local checks first: a refused request takes no worker's turn
         w = this.#pick(p);
-        sealed = sealRequest({ loader: { keyId: w.loader.keyId, publicKey: w.loader.hpkePublicKey }, programDigest: p.digest, request });
+      } catch (e) {
+        throw fromFormat(e);
+      }
+      const sessionKey = `${w.id}|${toHex(w.loader.hpkePublicKey)}|${name}|${toHex(p.digest)}`;
+      // A single request pays no session-open; repeated ones to the same worker and program do once.
+      const repeated = this.#sessions.has(sessionKey) || this.#seen.has(sessionKey);
+      this.#seen.add(sessionKey);
+      const session = cfg.sessions && repeated ? await this.#session(sessionKey, w, p, name, opts.signal) : undefined;
+      try {
+        if (session) {
+          const r = session.seal(request);
+          sealed = { bytes: r.bytes, response: { openResponse: r.openResponse, openStream: r.openStream, dispose: () => undefined } };
+        } else sealed = sealRequest({ loader: { keyId: w.loader.keyId, publicKey: w.loader.hpkePublicKey }, programDigest: p.digest, request });
       } catch (e) {
         throw fromFormat(e);
       }
@@ -700,7 +744,19 @@ export class Client {
       } finally {
         if (owned) sealed.response.dispose();
       }
-      if (err.code === "ABORTED" || attempt >= retries) throw err;
+      if (err.code === "ABORTED") throw err;
+      // SPEC §8.5.4: the loader forgot the session (evicted, expired, unloaded): nothing ran; open a new one.
+      if (session && err.code === "SESSION_UNKNOWN") {
+        session.close();
+        this.#sessions.delete(sessionKey);
+        if (!sessionReopened) {
+          sessionReopened = true;
+          cfg.logger.info?.(`veil client: worker ${w.id} no longer knows the session for ${show(name)}; opening a new one`);
+          attempt--;
+          continue;
+        }
+      }
+      if (attempt >= retries) throw err;
       const signalled = restartSignal(err);
       if (signalled === "key" && !keyReattested) {
         keyReattested = true;
@@ -717,6 +773,52 @@ export class Client {
         await this.#refresh(generation, opts.signal);
       }
     }
+  }
+
+  /**
+   * The session for `key`, opened on first use (SPEC §8.5.1) and shared by concurrent callers;
+   * undefined when it cannot be opened (an older server, a refusal): the call then seals with
+   * HPKE as §8.1, and this worker is not asked again until the next attestation.
+   */
+  async #session(key: string, w: WorkerState, p: ProgramState, name: string, signal: AbortSignal | undefined): Promise<ClientSession | undefined> {
+    const held = this.#sessions.get(key);
+    if (held) {
+      const s = await held;
+      if (!s || s.usable()) return s;
+      s.close();
+      this.#sessions.delete(key);
+    }
+    let lasting = false; // a refusal that will not change by retrying (no route, not supported)
+    const opening = (async (): Promise<ClientSession | undefined> => {
+      const what = `session ${show(name)} on worker ${w.id}`;
+      try {
+        const o = openSession({ loader: { keyId: w.loader.keyId, publicKey: w.loader.hpkePublicKey }, programDigest: p.digest });
+        const s = callSignal({ signal, timeoutMs: this.#cfg.timeoutMs });
+        const res = await this.#cfg.fetch(`${this.#cfg.url}/v1/programs/${encodeURIComponent(name)}/session?worker=${encodeURIComponent(w.id)}`, {
+          method: "POST",
+          headers: { "content-type": "application/octet-stream", accept: "application/octet-stream, application/json" },
+          body: o.bytes as Uint8Array<ArrayBuffer>,
+          signal: s.signal,
+        });
+        if (!res.ok) throw await errorFromResponse(res, what, w.id);
+        return o.accept(await readBounded(res, RESPONSE_BODY_MAX, what));
+      } catch (e) {
+        lasting = e instanceof ClientError && !e.retryable && e.code !== "ABORTED" && e.code !== "TIMEOUT";
+        this.#cfg.logger.info?.(`veil client: ${what} could not be opened (${e instanceof ClientError || e instanceof VeilFormatError ? e.code : (e as Error)?.name}); sealing each request with HPKE`);
+        return undefined;
+      }
+    })();
+    this.#sessions.set(key, opening);
+    const s = await opening;
+    // A lasting refusal is remembered (for this worker key and program); a passing one is not.
+    if (!s && !lasting && this.#sessions.get(key) === opening) this.#sessions.delete(key);
+    return s;
+  }
+
+  /** Wipes the keys of every session this client holds; later calls open new ones. */
+  closeSessions(): void {
+    for (const held of this.#sessions.values()) void held.then((s) => s?.close());
+    this.#sessions.clear();
   }
 
   /** A tensor program: the output tensors. */
@@ -800,7 +902,7 @@ export class Client {
     // Our own controller closes the connection when the consumer stops early.
     const local = new AbortController();
     const signal = opts.signal ? AbortSignal.any([opts.signal, local.signal]) : local.signal;
-    let opened: { res: Response; ctx: ResponseContext; worker: string; why: () => "ABORTED" | "TIMEOUT" | undefined };
+    let opened: { res: Response; ctx: ResponseOpener; worker: string; why: () => "ABORTED" | "TIMEOUT" | undefined };
     try {
       opened = await this.#call(
         program,

@@ -15,6 +15,9 @@ export const LIMITS = {
   KEYS_MAX: 16,
   STREAMS_MAX: 16,
   REPLAY_WINDOW: 16384,
+  SESSIONS_MAX: 64,
+  SESSION_LIFETIME_S: 3600,
+  SESSION_WINDOW: 128,
 } as const;
 
 /** §1.2 structure kinds. */
@@ -28,6 +31,9 @@ export const KIND = {
   REQUEST: "RQ",
   RESPONSE: "RP",
   STREAM_CHUNK: "RC",
+  SESSION_OPEN: "SO",
+  SESSION_ACCEPT: "SA",
+  SESSION_REQUEST: "SQ",
 } as const;
 export type Kind = (typeof KIND)[keyof typeof KIND];
 export const FORMAT_VERSION = 1;

@@ -32,6 +32,7 @@ export const ERROR_CODES = {
   SCHEMA_VIOLATION: 52,
   EGRESS_LIMIT: 53,
   STREAM_DONE: 54,
+  SESSION_UNKNOWN: 55,
   ACCELERATOR_FAILED: 64,
   ENTROPY_FAILED: 65,
   RESPONSE_AUTH: 66,
@@ -74,6 +75,7 @@ export const ERROR_MEANINGS: Readonly<Record<VeilErrorName, string>> = {
   SCHEMA_VIOLATION: "request does not match the program's schema",
   EGRESS_LIMIT: "response over the policy's egress limit",
   STREAM_DONE: "stream has ended",
+  SESSION_UNKNOWN: "no live session with this id (unknown, expired, evicted or unloaded)",
   ACCELERATOR_FAILED: "the accelerator reported an error or bad output",
   ENTROPY_FAILED: "the entropy import failed",
   RESPONSE_AUTH: "(client only, never emitted by the loader) a response or stream chunk failed to open",
@@ -229,6 +231,24 @@ export const FIELD_GROUPS: readonly FieldGroup[] = [
     structures: ["accelerator_output"],
     // One row for the whole structure: every field of the output TensorList maps to 0x0900.
     rows: [row(0x0900, "accelerator output")],
+  },
+  {
+    group: 0x0a,
+    title: "SessionRequest",
+    structures: ["session_request"],
+    rows: [
+      row(0x0a01, "SessionRequest key_id", "key_id"),
+      row(0x0a02, "SessionRequest magic", "magic"),
+      row(0x0a03, "SessionRequest session_id (and the session it names)", "session_id"),
+      row(0x0a04, "SessionRequest seq", "seq"),
+      row(0x0a05, "SessionRequest ct (and its size)", "ct", "size"),
+    ],
+  },
+  {
+    group: 0x0b,
+    title: "SessionOpen",
+    structures: ["session_open"],
+    rows: [row(0x0b01, "SessionOpen magic", "magic")],
   },
 ];
 

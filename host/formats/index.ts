@@ -16,5 +16,6 @@ export * from "./weights-header.ts";
 export * from "./wrapped-key.ts";
 export * from "./hpke.ts";
 export * from "./request.ts";
+export * from "./session.ts";
 export * from "./keywrap.ts";
 export * from "./weights.ts";

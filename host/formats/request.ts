@@ -132,6 +132,16 @@ export class ResponseContext {
 
   /** Opens a single-shot encapsulated response (§8.3). */
   openResponse(bytes: Uint8Array): InnerResponse {
+    const pt = this.openPlaintext(bytes);
+    try {
+      return decodeInnerResponse(pt);
+    } finally {
+      wipe(pt);
+    }
+  }
+
+  /** §8.3 without decoding: the plaintext, which the caller parses and wipes (a SessionAccept, §8.5.1). */
+  openPlaintext(bytes: Uint8Array): Uint8Array {
     if (bytes.length < RESPONSE_NONCE_LEN + 16)
       throw new VeilFormatError("TRUNCATED", "response", "", `${bytes.length} bytes is shorter than nonce and tag`);
     const secret = this.ctx.export(RESPONSE_LABEL, 32);
@@ -144,11 +154,12 @@ export class ResponseContext {
     } finally {
       wipe(secret, key, nonce);
     }
-    try {
-      return decodeInnerResponse(pt);
-    } finally {
-      wipe(pt);
-    }
+    return pt;
+  }
+
+  /** RFC 9180 §5.3 Export from the request's context (§8.5.1 session_secret). */
+  exportSecret(label: Uint8Array, length: number): Uint8Array {
+    return this.ctx.export(label, length);
   }
 
   /** An incremental opener for a streamed response (§8.4). */
@@ -181,7 +192,14 @@ export class StreamOpener {
   constructor(
     private readonly secret: Uint8Array,
     private readonly enc: Uint8Array,
-  ) {}
+    /** §8.5.2: a session stream's key and nonce, known up front; it has no response nonce. */
+    keys?: { key: Uint8Array; nonce: Uint8Array },
+  ) {
+    if (keys) {
+      this.key = keys.key;
+      this.baseNonce = keys.nonce;
+    }
+  }
 
   /** True once the final chunk opened. */
   get done(): boolean {

@@ -90,6 +90,8 @@ const ROUTES = {
   programs: "/v1/programs",
   infer: "/v1/programs/:name/infer",
   stream: "/v1/programs/:name/stream",
+  /** SPEC §8.5.1: body an EncapsulatedRequest carrying a SessionOpen, routed by its key_id like infer. */
+  session: "/v1/programs/:name/session",
 } as const;
 
 const B64URL_32 = /^[A-Za-z0-9_-]{43}$/;
@@ -291,17 +293,22 @@ export async function startServer(o: ServerOptions): Promise<VeilServer> {
     return { c, name, body, slot, signal: ac.signal, done };
   };
 
-  app.post(ROUTES.infer, async (req, reply) => {
-    const { c, name, body, slot, signal, done } = prepare(req, reply);
-    try {
-      const res = await raceAbort(pool.submit(slot, signal, (client, handles) => client.infer(handles.get(name)!, body)), signal);
-      c.resBytes = res.length;
-      metrics.sealedBytesOut.inc({ route: ROUTES.infer }, res.length);
-      return reply.type("application/octet-stream").send(Buffer.from(res.buffer, res.byteOffset, res.length));
-    } finally {
-      done();
-    }
-  });
+  /** A route that forwards one sealed body to the worker and sends its one sealed answer back. */
+  const oneShot = (route: string, call: (client: WorkerClient, program: number, body: Uint8Array) => Promise<Uint8Array>) =>
+    app.post(route, async (req, reply) => {
+      const { c, name, body, slot, signal, done } = prepare(req, reply);
+      try {
+        const res = await raceAbort(pool.submit(slot, signal, (client, handles) => call(client, handles.get(name)!, body)), signal);
+        c.resBytes = res.length;
+        metrics.sealedBytesOut.inc({ route }, res.length);
+        return reply.type("application/octet-stream").send(Buffer.from(res.buffer, res.byteOffset, res.length));
+      } finally {
+        done();
+      }
+    });
+  oneShot(ROUTES.infer, (client, program, body) => client.infer(program, body));
+  // SPEC §8.5.1. Session requests (§8.5.2) go to infer and stream unchanged: their first byte is the key_id too.
+  oneShot(ROUTES.session, (client, program, body) => client.sessionOpen(program, body));
 
   app.post(ROUTES.stream, async (req, reply) => {
     const { c, name, body, slot, signal, done } = prepare(req, reply);

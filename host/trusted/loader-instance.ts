@@ -215,6 +215,11 @@ export class LoaderInstance {
     this.call("infer-cancel", [stream], () => undefined);
   }
 
+  /** SPEC §8.5.1: an EncapsulatedRequest carrying a SessionOpen in, the encapsulated SessionAccept out. */
+  sessionOpen(program: number, request: Uint8Array): Uint8Array {
+    return this.call("session-open", [program, ...this.put(request)], (d, r) => this.list(d, r));
+  }
+
   /** Bytes of linear memory, for bounded-memory checks. */
   memoryBytes(): number {
     return this.x.memory.buffer.byteLength;

@@ -30,6 +30,7 @@ export const Req = {
   INFER_CANCEL: 0x0b, //   u32 stream                       → (empty)
   EVIDENCE: 0x0c, //       vec32 nonce                      → Evidence (host/attest/README.md §1) for the report on nonce
   SHUTDOWN: 0x0f, //       (empty)                          → (empty), then the worker exits
+  SESSION_OPEN: 0x10, //   u32 program ‖ vec32 request      → encapsulated response (SPEC §8.5.1)
   LOAD_WEIGHTS_FILE: 0x11, // u32 program ‖ vec16 path (UTF-8) → (empty): the worker reads the sealed stream from the file
 } as const;
 export type ReqType = (typeof Req)[keyof typeof Req];
@@ -79,6 +80,7 @@ export const REQ_NAMES: Readonly<Record<number, string>> = {
   [Req.INFER_CANCEL]: "infer-cancel",
   [Req.EVIDENCE]: "evidence",
   [Req.SHUTDOWN]: "shutdown",
+  [Req.SESSION_OPEN]: "session-open",
   [Req.LOAD_WEIGHTS_FILE]: "load-weights-file",
 };
 

@@ -146,7 +146,7 @@ export class WorkerService {
       job.conn.paused = true;
       job.conn.input.pause();
     }
-    this.schedule();
+    this.schedule(true);
   }
 
   private idle: (() => void)[] = [];
@@ -157,27 +157,32 @@ export class WorkerService {
     else this.idle.push(f);
   }
 
-  private schedule(): void {
+  private schedule(now = false): void {
     if (!this.running && this.queue.length === 0) {
       for (const f of this.idle.splice(0)) f();
       return;
     }
     if (this.running) return;
     this.running = true;
-    setImmediate(() => {
-      const job = this.queue.shift()!;
-      job.conn.queuedBytes -= job.payload.length;
-      if (job.conn.paused && job.conn.queuedBytes <= this.maxFrame) {
-        job.conn.paused = false;
-        job.conn.input.resume();
-      }
-      try {
-        this.execute(job);
-      } finally {
-        this.running = false;
-        this.schedule();
-      }
-    });
+    // A request that finds the worker idle runs at once (saves an event-loop turn per
+    // round trip); queued ones run one per turn, so I/O interleaves with a backlog.
+    if (now && this.queue.length === 1) this.runNext();
+    else setImmediate(() => this.runNext());
+  }
+
+  private runNext(): void {
+    const job = this.queue.shift()!;
+    job.conn.queuedBytes -= job.payload.length;
+    if (job.conn.paused && job.conn.queuedBytes <= this.maxFrame) {
+      job.conn.paused = false;
+      job.conn.input.resume();
+    }
+    try {
+      this.execute(job);
+    } finally {
+      this.running = false;
+      this.schedule();
+    }
   }
 
   private reply(conn: Connection, type: number, id: number, payload: readonly Uint8Array[]): void {
@@ -204,6 +209,7 @@ export class WorkerService {
       const result = job.resume ? job.resume() : this.dispatch(job);
       if (result === undefined) {
         this.queue.push(job); // another step later; no reply yet
+        job.conn.queuedBytes += job.payload.length;
         return;
       }
       job.abort = undefined;
@@ -380,6 +386,12 @@ export class WorkerService {
           // Not the loader: the worker keeps serving, but says only the error class.
           throw new Refusal(WorkerCode.ATTEST_FAILED, `evidence: the attester failed (${e instanceof Error ? e.name : typeof e})`);
         }
+      }
+      case Req.SESSION_OPEN: {
+        const h = r.u32("program");
+        const request = r.vec32("request");
+        r.end();
+        return [L.sessionOpen(h, request)];
       }
       case Req.SHUTDOWN:
         r.end();

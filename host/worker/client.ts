@@ -375,6 +375,11 @@ export class WorkerClient {
     await this.request(Req.INFER_CANCEL, [u32(stream)]);
   }
 
+  /** SPEC §8.5.1: an EncapsulatedRequest carrying a SessionOpen in, the encapsulated SessionAccept out. */
+  sessionOpen(program: number, request: Uint8Array): Promise<Uint8Array> {
+    return this.request(Req.SESSION_OPEN, [u32(program), ...vec32(request)]);
+  }
+
   /**
    * SPEC §8.4 as an async iterator: yields the response nonce, then each StreamRecord, exactly
    * the pieces a client's stream opener takes in order. Ends at STREAM_DONE; leaving the loop

@@ -29,7 +29,7 @@ const policy = (o: Partial<ClientPolicy> = {}): ClientPolicy => ({
   ...o,
 });
 const open = (o: Partial<ConnectOptions> = {}): Promise<Client> =>
-  connect({ url: s.url, policy: policy(), trustConfig: s.trustConfig, logger, retry: { baseDelayMs: 5 }, ...o });
+  connect({ url: s.url, policy: policy(), trustConfig: s.trustConfig, logger, retry: { baseDelayMs: 5 }, sessions: false, ...o });
 
 async function refusal(p: Promise<unknown>): Promise<ClientError> {
   try {
@@ -75,7 +75,7 @@ describe("connect: attestation before anything is sealed", () => {
   it("excludes a worker with an unknown measurement and keeps the reason", async () => {
     const t = await FakeVeilServer.start([{ id: "good" }, { id: "odd", measurement: rand(32) }]);
     try {
-      const c = await connect({ url: t.url, policy: { ...policy(), trustedPlatformKeys: [t.attester.publicKey] }, trustConfig: t.trustConfig, logger });
+      const c = await connect({ url: t.url, policy: { ...policy(), trustedPlatformKeys: [t.attester.publicKey] }, trustConfig: t.trustConfig, logger, sessions: false });
       expect(c.workers().map((w) => w.id)).toEqual(["good"]);
       expect(c.rejected).toMatchObject([{ kind: "worker", id: "odd", code: "MEASUREMENT_UNKNOWN" }]);
       expect(c.programs().map((p) => p.workers)).toEqual([["good"], ["good"]]);

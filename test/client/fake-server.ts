@@ -162,6 +162,8 @@ export interface Hit {
   path: string;
   worker?: string;
   status?: number;
+  /** A POST body that is a SessionRequest (SPEC §8.5.2). */
+  sessionRequest?: boolean;
 }
 
 const STREAM_GAP_MS = 3;
@@ -186,6 +188,8 @@ export class FakeVeilServer {
   /** Program listing lies. */
   listing: { badDigest?: string; weakSignatures?: string; renamed?: string } = {};
   streamClosed = 0;
+  /** Serve session-open (SPEC §8.5.1); off, the server is one that predates sessions (404). */
+  sessions = false;
 
   private server?: http.Server;
 
@@ -208,6 +212,7 @@ export class FakeVeilServer {
     this.listing = {};
     this.hits.length = 0;
     this.streamClosed = 0;
+    this.sessions = false;
   }
 
   count(path: string | RegExp, method?: string): number {
@@ -342,10 +347,11 @@ export class FakeVeilServer {
 
     if (req.method === "GET" && u.pathname === "/healthz") return this.json(res, 200, { ok: true });
 
-    const m = /^\/v1\/programs\/([^/]+)\/(infer|stream)$/.exec(u.pathname);
-    if (req.method === "POST" && m) {
+    const m = /^\/v1\/programs\/([^/]+)\/(infer|stream|session)$/.exec(u.pathname);
+    if (req.method === "POST" && m && (m[2] !== "session" || this.sessions)) {
       const name = decodeURIComponent(m[1]);
       const body = await this.body(req);
+      hit.sessionRequest = F.isSessionRequest(body);
       const f = this.failures.shift();
       if (f) {
         f.then?.();
@@ -363,10 +369,10 @@ export class FakeVeilServer {
         w = c[0];
       }
       const h = w.handles.get(name)!;
-      if (m[2] === "infer") {
+      if (m[2] === "infer" || m[2] === "session") {
         let out: Uint8Array;
         try {
-          out = w.L.infer(h, body);
+          out = m[2] === "infer" ? w.L.infer(h, body) : w.L.sessionOpen(h, body);
         } catch (e) {
           if (e instanceof LoaderError) return this.loaderError(res, e);
           throw e;

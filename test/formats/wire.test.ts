@@ -58,7 +58,7 @@ describe("§12 error table", () => {
       KEY_UNKNOWN: 32, KEY_UNWRAP: 33, WEIGHTS_MISMATCH: 34, WEIGHTS_AUTH: 35, WEIGHTS_ORDER: 36,
       WEIGHTS_COMMITMENT: 37, WEIGHTS_INCOMPLETE: 38,
       KEY_ID: 48, UNSUPPORTED_SUITE: 49, REQUEST_AUTH: 50, REPLAY: 51, SCHEMA_VIOLATION: 52,
-      EGRESS_LIMIT: 53, STREAM_DONE: 54, ACCELERATOR_FAILED: 64, ENTROPY_FAILED: 65, RESPONSE_AUTH: 66,
+      EGRESS_LIMIT: 53, STREAM_DONE: 54, SESSION_UNKNOWN: 55, ACCELERATOR_FAILED: 64, ENTROPY_FAILED: 65, RESPONSE_AUTH: 66,
     });
     for (const k of Object.keys(ERROR_CODES)) expect(ERROR_MEANINGS[k as keyof typeof ERROR_CODES]).toBeTruthy();
   });
@@ -87,7 +87,7 @@ describe("§12 error table", () => {
 
 describe("§12.1 field identifiers", () => {
   it("the host table is exactly SPEC.md's table: same ids, same labels", () => {
-    expect(specFieldIds.size).toBe(58);
+    expect(specFieldIds.size).toBe(64);
     const ours = new Map(FIELD_GROUPS.flatMap((g) => g.rows.map((r) => [r.id, r.label] as const)));
     expect([...ours].sort((a, b) => a[0] - b[0])).toEqual([...specFieldIds].sort((a, b) => a[0] - b[0]));
     for (const g of FIELD_GROUPS) for (const r of g.rows) expect(r.id >> 8).toBe(g.group);
@@ -212,7 +212,7 @@ describe("§12.1 field identifiers", () => {
     expect(describeLoaderError((0x0300 << 16) | 2).field).toBe("Manifest");
     expect(describeLoaderError(0x7777).message).toContain("unknown error code 30583");
     // Ids the table does not define: past the last row of a structure, or in no structure.
-    for (const id of [0x0318, 0x0399, 0x0201, 0x0508, 0x0901, 0x0a00]) expect(describeLoaderError((id << 16) | 4).message).toContain(`unknown field 0x0${id.toString(16)}`);
+    for (const id of [0x0318, 0x0399, 0x0201, 0x0508, 0x0901, 0x0a06, 0x0b02, 0x0c00]) expect(describeLoaderError((id << 16) | 4).message).toContain(`unknown field 0x0${id.toString(16)}`);
   });
 
   it("errors carry name, number, field, §12.1 id and the loader u32", () => {

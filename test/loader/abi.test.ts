@@ -92,7 +92,7 @@ describe("the component wraps the release module with exactly the normative ABI 
   it("world exports: the same functions with the same signatures as loader.wit", () => {
     const want = funcs(block(witSource, "world", "loader"), "export");
     const got = funcs(witText, "export");
-    expect([...want.keys()].sort()).toEqual(["attest", "infer", "infer-begin", "infer-cancel", "infer-next", "init", "load-program", "load-weights", "unload-program", "unwrap-key"]);
+    expect([...want.keys()].sort()).toEqual(["attest", "infer", "infer-begin", "infer-cancel", "infer-next", "init", "load-program", "load-weights", "session-open", "unload-program", "unwrap-key"]);
     expect(Object.fromEntries(got)).toEqual(Object.fromEntries(want));
   });
 

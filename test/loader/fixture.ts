@@ -101,7 +101,7 @@ export function detBytes(n: number, seed: number): Uint8Array {
 // ------------------------------------------------------------------------------------------
 
 export const nonLoaderErrors: { op: string; error: string }[] = [];
-const OPS = ["init", "attest", "unwrapKey", "loadProgram", "loadWeights", "unloadProgram", "infer", "inferBegin", "inferNext", "inferCancel"] as const;
+const OPS = ["init", "attest", "unwrapKey", "loadProgram", "loadWeights", "unloadProgram", "infer", "inferBegin", "inferNext", "inferCancel", "sessionOpen"] as const;
 
 /** Wraps the instance's entry points so that any exception other than a LoaderError is recorded. */
 export function guard(L: LoaderInstance): LoaderInstance {

@@ -122,6 +122,70 @@ describe("infer and stream", () => {
     expect(chunks.at(-1)!.stop).toBe(2);
   });
 
+  it("sessions (SPEC §8.5): session-open, then session requests through /infer and /stream routed by key_id; SESSION_UNKNOWN is a 400", async () => {
+    for (const w of workers) {
+      const loader = { keyId: w.loader.keyId, publicKey: w.loader.hpkePublicKey };
+      const o = F.openSession({ loader, programDigest: fx.programs.mlp.manifest.digest });
+      const opened = await post(`${srv.url}/v1/programs/mlp/session?worker=${w.id}`, o.bytes);
+      expect(opened.status).toBe(200);
+      const session = o.accept(opened.body);
+      const hpke = await infer(srv.url, w, fx.programs.mlp, tensorRequest("x", [2, 64], mlp.sample(2, 11)));
+      const want = hpke.sealed.response.openResponse(hpke.body);
+      for (let i = 0; i < 3; i++) {
+        const req = session.seal(tensorRequest("x", [2, 64], mlp.sample(2, 11)));
+        const ambiguous = workers[0].loader.keyId === workers[1].loader.keyId;
+        const r = await post(`${srv.url}/v1/programs/mlp/infer${ambiguous ? `?worker=${w.id}` : ""}`, req.bytes);
+        expect(r.status).toBe(200);
+        const res = req.openResponse(r.body);
+        expect(res.kind === 1 && want.kind === 1 && hex(res.outputs[0].data)).toBe(want.kind === 1 && hex(want.outputs[0].data));
+      }
+      // The other worker's loader does not know this session.
+      const other = workers.find((x) => x !== w)!;
+      const r = await post(`${srv.url}/v1/programs/mlp/infer?worker=${other.id}`, session.seal(tensorRequest("x", [1, 64], mlp.sample(1, 1))).bytes);
+      expect(r.status).toBe(400);
+      expect(r.json?.code).toMatch(/^(SESSION_UNKNOWN|KEY_ID)$/); // KEY_ID unless the two key ids collide
+    }
+    const w = workers[0];
+    const o = F.openSession({ loader: { keyId: w.loader.keyId, publicKey: w.loader.hpkePublicKey }, programDigest: fx.programs.lm.manifest.digest });
+    const session = o.accept((await post(`${srv.url}/v1/programs/lm/session?worker=${w.id}`, o.bytes)).body);
+    const one = session.seal(generateRequest("Hello there", 9));
+    const whole = one.openResponse((await post(`${srv.url}/v1/programs/lm/infer?worker=${w.id}`, one.bytes)).body);
+    const req = session.seal(generateRequest("Hello there", 9));
+    const http = await fetch(`${srv.url}/v1/programs/lm/stream?worker=${w.id}`, { method: "POST", headers: { "content-type": "application/octet-stream" }, body: req.bytes as Uint8Array<ArrayBuffer> });
+    expect(http.status).toBe(200);
+    const opener = req.openStream();
+    const chunks: F.StreamChunk[] = [];
+    for await (const piece of http.body!) chunks.push(...opener.push(new Uint8Array(piece)));
+    opener.end();
+    expect(whole.kind === 2 && chunks.map((c) => text(c.text)).join("")).toBe(whole.kind === 2 && text(whole.text));
+    // A session that never existed.
+    const bogus = F.concat(Uint8Array.of(w.loader.keyId), F.ascii("veilSQ"), Uint8Array.of(0, 1), rand(16), Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 1), rand(16));
+    const r = await post(`${srv.url}/v1/programs/lm/infer?worker=${w.id}`, bogus);
+    expect(r.status).toBe(400);
+    expect(r.json).toMatchObject({ code: "SESSION_UNKNOWN", number: 55, field: "SessionRequest session_id (and the session it names)", retryable: false });
+  });
+
+  it("the client SDK over the real server uses a session per worker and gets the same answers", async () => {
+    const { connect } = await import("../../host/client/index.ts");
+    const opens = async () => {
+      const m = (await (await fetch(`${srv.url}/metrics`)).text()).split("\n").filter((l) => l.startsWith('veil_requests_total{route="/v1/programs/:name/session"') && l.includes('outcome="ok"'));
+      return m.reduce((n, l) => n + Number(l.split(" ").at(-1)), 0);
+    };
+    const before = await opens();
+    const c = await connect({ url: srv.url, policy: fx.policy(), trustConfig: fx.trust.trustConfig, logger: { warn: () => undefined } });
+    const outs = new Set<string>();
+    for (let i = 0; i < 6; i++) {
+      const y = await c.infer("mlp", [{ name: "x", dtype: 1, dims: [1, 64], data: new Uint8Array(mlp.sample(1, 3).buffer.slice(0)) }]);
+      outs.add(hex(y[0].data));
+    }
+    expect(outs.size).toBe(1);
+    expect(await opens()).toBe(before + 2); // one session per worker, for six requests
+    const pieces: string[] = [];
+    for await (const p of c.stream("lm", "Hello there", { maxTokens: 9 })) pieces.push(p);
+    const whole = await c.infer("lm", "Hello there", { maxTokens: 9 });
+    expect(pieces.join("")).toBe(whole.text);
+  });
+
   it("routes by the request's key_id when ?worker= is omitted", async () => {
     for (const w of workers) {
       const sealed = F.sealRequest({ loader: { keyId: w.loader.keyId, publicKey: w.loader.hpkePublicKey }, programDigest: fx.programs.lm.manifest.digest, request: generateRequest("abc", 2) });

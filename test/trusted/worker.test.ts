@@ -185,6 +185,48 @@ describe("trusted worker: sealed inference matches ONNX Runtime bit for bit", ()
     await client.unloadProgram(h);
   });
 
+  it("sessions (SPEC §8.5) through the worker: tensor outputs identical to ONNX Runtime, a stream, replay and unload refused", async () => {
+    const m = smallModels()[0];
+    const sp = await splitBytes(m.bytes, tmp.dir, `${m.name}-session`);
+    try {
+      const p = await sealProgram(trust, { name: `${m.name.replace(/_/g, "-")}-session`, graph: sp.graph, files: sp.files, key, ...specsOf(m.model) });
+      const h = await load(p);
+      const want = await reference(m.bytes, m.feeds);
+      const o = F.openSession({ loader: report, programDigest: p.manifest.digest });
+      const session = o.accept(await client.sessionOpen(h, o.bytes));
+      for (let round = 0; round < 2; round++)
+        for (const [i, feed] of m.feeds.entries()) {
+          const inputs = p.manifest.manifest.inputs.map((s) => tensorOf(s.name, feed[s.name]));
+          const req = session.seal({ kind: 1, inputs });
+          const res = req.openResponse(await client.infer(h, req.bytes));
+          expect(sameOutputs(res, p.manifest, want[i]), `${m.name} feed ${i} round ${round}`).toBeUndefined();
+        }
+      const inputs = p.manifest.manifest.inputs.map((s) => tensorOf(s.name, m.feeds[0][s.name]));
+      const again = session.seal({ kind: 1, inputs });
+      await client.infer(h, again.bytes);
+      expect((await refusal(client.infer(h, again.bytes))).codeName).toBe("REPLAY");
+      await client.unloadProgram(h);
+      const h2 = await load(p);
+      expect((await refusal(client.infer(h2, session.seal({ kind: 1, inputs }).bytes))).codeName).toBe("SESSION_UNKNOWN");
+      await client.unloadProgram(h2);
+    } finally {
+      await sp.close();
+    }
+    const g = await lengthModel();
+    const hg = await load(g);
+    const o = F.openSession({ loader: report, programDigest: g.manifest.digest });
+    const session = o.accept(await client.sessionOpen(hg, o.bytes));
+    const request = { kind: 2, prompt: new TextEncoder().encode("ab"), maxNewTokens: 7, temperatureMilli: 0, topK: 0, hasSeed: false, seed: 0n } as F.InnerRequest;
+    const req = session.seal(request);
+    const opener = req.openStream();
+    const chunks: F.StreamChunk[] = [];
+    for await (const piece of client.stream(hg, req.bytes)) chunks.push(...opener.push(piece));
+    opener.end();
+    expect(chunks.map((c) => c.tokens)).toEqual([3, 3, 1]);
+    expect(new TextDecoder().decode(concatAll(chunks.map((c) => c.text)))).toBe("cabcabc");
+    await client.unloadProgram(hg);
+  });
+
   // A token-dependent bigram model: catches any misplaced token id in the loader's input tensor.
   it("generate mode with token-dependent logits (bigram)", async () => {
     const tokens = ["<e>", "a", "b", "c", " ", "ab"];
