@@ -10,7 +10,7 @@
 import type { Accelerator } from "./loader-instance.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { ManifestReadError, readManifestFacts, type ManifestFacts } from "./manifest-facts.ts";
-import { MeasureJob } from "./measure.ts";
+import { MeasureJob, warmMeasureThread } from "./measure.ts";
 import { OrtRuntime, type OrtConfig, type SyncSession } from "./ort-runtime.ts";
 import { DTYPES, DTYPE_BY_ORT, TENSOR_MAX, readTensorList, typedView, writeTensorList, type OutTensor, type TypedArray } from "./tensorlist.ts";
 
@@ -51,6 +51,18 @@ interface Program {
 
 class Refusal extends Error {}
 
+/**
+ * Zeroes the first `n` bytes of a staging buffer (a view from offset 0 of a SharedArrayBuffer).
+ * V8 fills shared memory a byte at a time (about 10× slower than memset), so the bulk goes
+ * through an 8-byte view: +0.0 is eight zero bytes.
+ */
+function wipeShared(b: Uint8Array, n: number): void {
+  const words = Math.floor(n / 8);
+  if (b.byteOffset === 0 && words > 0) new Float64Array(b.buffer, 0, words).fill(0);
+  else b.fill(0, 0, n);
+  b.fill(0, words * 8, n);
+}
+
 /** Zeroes a typed array through its bytes (BigInt64Array.fill(0) would throw). */
 const wipeTyped = (a: ArrayBufferView): void => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).fill(0) as unknown as void;
 
@@ -64,6 +76,7 @@ export class OrtAccelerator implements Accelerator {
   constructor(private readonly options: OrtAcceleratorOptions = {}) {
     this.log = options.log ?? silentLogger;
     this.runtime = options.runtime ?? new OrtRuntime(options.config ?? {}, this.log);
+    warmMeasureThread(); // ready before the first load
   }
 
   /**
@@ -329,7 +342,7 @@ export class OrtAccelerator implements Accelerator {
     // (wiping it would only fault in untouched pages).
     p.facts.files.forEach((f, i) => {
       const n = Math.min(f.size, Math.max(0, p.received - f.start));
-      if (n > 0) p.staging[i]?.fill(0, 0, n);
+      if (n > 0 && p.staging[i]) wipeShared(p.staging[i], n);
     });
     p.staging = [];
   }

@@ -1,72 +1,80 @@
 // Trusted: reads plaintext weights in the staging buffers to compute their measurement (SPEC
 // §9.1), and first-touches those buffers' pages ahead of the main thread so that page faults
-// are not paid on the thread that decrypts. One thread per weights load; it exits when the
-// measurement is written or the load is cancelled, which also drops its references to the
-// staging memory. host/trusted/measure.ts is the other side and documents the protocol.
-// Plain JavaScript so that it starts without a TypeScript loader.
+// are not paid on the thread that decrypts. A thread is started ahead of time and waits for
+// exactly one job (one weights load); it exits when the measurement is written or the load is
+// cancelled, which also drops its references to the staging memory. host/trusted/measure.ts is
+// the other side and documents the protocol. Plain JavaScript so that it starts without a
+// TypeScript loader.
 import { createHash } from "node:crypto";
-import { workerData } from "node:worker_threads";
+import { parentPort } from "node:worker_threads";
 
-const { region: REGION, lookahead: LOOKAHEAD } = workerData;
 const PAGE = 4096;
 // Layout shared with measure.ts: Int32 [state, bell], BigInt64 [_, written, hashed].
 const S_STATE = 0, S_BELL = 1, O_WRITTEN = 1, O_HASHED = 2;
 const RUNNING = 0, DONE = 1;
 const R_FREE = 0, R_TOUCHING = 1, R_READY = 2;
 
-const flags = new Int32Array(workerData.control, 0, 2);
-const offsets = new BigInt64Array(workerData.control);
-const regions = new Int32Array(workerData.regions);
-const files = workerData.buffers.map((b) => new Uint8Array(b));
-const total = files.reduce((a, f) => a + f.length, 0);
-const hash = createHash("sha256");
-let hashed = 0;
-let nextRegion = 0;
+parentPort.once("message", (job) => {
+  measure(job);
+  parentPort.close(); // nothing keeps the thread alive now: it exits
+});
 
-/** Calls f(buffer, start, end) for each staging buffer's part of stream range [from, to). */
-function forEachSpan(from, to, f) {
-  let base = 0;
-  for (const buf of files) {
-    const a = Math.max(from, base), b = Math.min(to, base + buf.length);
-    if (a < b) f(buf, a - base, b - base);
-    base += buf.length;
-    if (base >= to) break;
-  }
-}
+function measure(job) {
+  const { region: REGION, lookahead: LOOKAHEAD } = job;
+  const flags = new Int32Array(job.control, 0, 2);
+  const offsets = new BigInt64Array(job.control);
+  const regions = new Int32Array(job.regions);
+  const files = job.buffers.map((b) => new Uint8Array(b));
+  const total = files.reduce((a, f) => a + f.length, 0);
+  const hash = createHash("sha256");
+  let hashed = 0;
+  let nextRegion = 0;
 
-/** Touches the next free region within LOOKAHEAD of what the main thread has written. */
-function touchAhead(written) {
-  while (nextRegion < regions.length && nextRegion * REGION < written + LOOKAHEAD) {
-    const r = nextRegion++;
-    if (Atomics.compareExchange(regions, r, R_FREE, R_TOUCHING) !== R_FREE) continue; // the main thread took it
-    forEachSpan(r * REGION, Math.min(total, (r + 1) * REGION), (buf, from, to) => {
-      for (let o = from; o < to; o += PAGE) buf[o] = 0; // untouched pages hold zeros
-    });
-    Atomics.store(regions, r, R_READY);
-    Atomics.notify(regions, r);
-    return true;
-  }
-  return false;
-}
+  /** Calls f(buffer, start, end) for each staging buffer's part of stream range [from, to). */
+  const forEachSpan = (from, to, f) => {
+    let base = 0;
+    for (const buf of files) {
+      const a = Math.max(from, base), b = Math.min(to, base + buf.length);
+      if (a < b) f(buf, a - base, b - base);
+      base += buf.length;
+      if (base >= to) break;
+    }
+  };
 
-for (;;) {
-  if (Atomics.load(flags, S_STATE) !== RUNNING) break; // cancelled
-  const ring = Atomics.load(flags, S_BELL);
-  const written = Number(Atomics.load(offsets, O_WRITTEN));
-  if (touchAhead(written)) continue;
-  if (hashed < written) {
-    const to = Math.min(written, hashed + 4 * REGION);
-    forEachSpan(hashed, to, (buf, a, b) => hash.update(buf.subarray(a, b)));
-    hashed = to;
-    Atomics.store(offsets, O_HASHED, BigInt(hashed));
-    continue;
+  /** Touches the next free region within LOOKAHEAD of what the main thread has written. */
+  const touchAhead = (written) => {
+    while (nextRegion < regions.length && nextRegion * REGION < written + LOOKAHEAD) {
+      const r = nextRegion++;
+      if (Atomics.compareExchange(regions, r, R_FREE, R_TOUCHING) !== R_FREE) continue; // the main thread took it
+      forEachSpan(r * REGION, Math.min(total, (r + 1) * REGION), (buf, from, to) => {
+        for (let o = from; o < to; o += PAGE) buf[o] = 0; // untouched pages hold zeros
+      });
+      Atomics.store(regions, r, R_READY);
+      Atomics.notify(regions, r);
+      return true;
+    }
+    return false;
+  };
+
+  for (;;) {
+    if (Atomics.load(flags, S_STATE) !== RUNNING) return; // cancelled
+    const ring = Atomics.load(flags, S_BELL);
+    const written = Number(Atomics.load(offsets, O_WRITTEN));
+    if (touchAhead(written)) continue;
+    if (hashed < written) {
+      const to = Math.min(written, hashed + 4 * REGION);
+      forEachSpan(hashed, to, (buf, a, b) => hash.update(buf.subarray(a, b)));
+      hashed = to;
+      Atomics.store(offsets, O_HASHED, BigInt(hashed));
+      continue;
+    }
+    if (hashed === total) {
+      new Uint8Array(job.digest).set(hash.digest());
+      Atomics.store(flags, S_STATE, DONE);
+      Atomics.notify(flags, S_STATE);
+      return;
+    }
+    // Sleep until the main thread rings (new data or a cancel); the timeout only bounds a missed ring.
+    Atomics.wait(flags, S_BELL, ring, 50);
   }
-  if (hashed === total) {
-    new Uint8Array(workerData.digest).set(hash.digest());
-    Atomics.store(flags, S_STATE, DONE);
-    Atomics.notify(flags, S_STATE);
-    break;
-  }
-  // Sleep until the main thread rings (new data or a cancel); the timeout only bounds a missed ring.
-  Atomics.wait(flags, S_BELL, ring, 50);
 }

@@ -4,8 +4,10 @@
 // staging page before the main thread writes it, so the page faults of a fresh multi-GiB
 // buffer are paid on the other core too. It reads plaintext, so it lives here.
 //
-// One thread per weights load, started with the program and gone once the measurement is
-// taken or the load is dropped (so it holds the staging memory no longer than we do).
+// One thread per weights load, gone once the measurement is taken or the load is dropped (so it
+// holds the staging memory no longer than we do). Each is started ahead of time and waits for
+// its job: starting a thread takes tens of milliseconds and slows the loader's thread while it
+// runs, so the next one starts only once a load is over.
 // Protocol, all through SharedArrayBuffers (the staging buffers are shared with the thread):
 // - regions: one Int32 per REGION bytes of the weights stream, FREE → TOUCHING → READY. The
 //   thread takes a FREE region (compare-exchange), writes a zero to each of its pages and marks
@@ -31,6 +33,36 @@ const THREAD = new URL("./measure-thread.mjs", import.meta.url);
 
 export class MeasureError extends Error {}
 
+/** The started thread waiting for the next job (one per process). */
+let standby: Worker | undefined;
+
+function startThread(): Worker {
+  const w = new Worker(THREAD, { execArgv: [] }); // plain JavaScript: no TypeScript loader needed
+  w.unref();
+  return w;
+}
+
+/** Makes sure a thread is waiting for the next job (called when an accelerator starts and after each load). */
+export function warmMeasureThread(): void {
+  if (standby) return;
+  try {
+    const w = startThread();
+    w.once("error", () => undefined); // a failed standby is noticed when a job takes it
+    w.once("exit", () => {
+      if (standby === w) standby = undefined;
+    });
+    standby = w;
+  } catch {
+    // No threads: jobs measure on the calling thread.
+  }
+}
+
+function takeThread(): Worker {
+  const w = standby ?? startThread();
+  standby = undefined;
+  return w;
+}
+
 export class MeasureJob {
   private readonly control = new SharedArrayBuffer(24);
   private readonly digest = new SharedArrayBuffer(32);
@@ -49,15 +81,12 @@ export class MeasureJob {
     let local = opts.thread === false;
     if (!local) {
       try {
-        const w = new Worker(THREAD, {
-          workerData: { control: this.control, digest: this.digest, regions: this.regions.buffer, buffers, region: REGION, lookahead: LOOKAHEAD },
-          execArgv: [], // plain JavaScript: no TypeScript loader needed
-        });
-        w.unref();
+        const w = takeThread();
         w.on("error", (e) => void (this.failed ??= `measurement thread failed (${e.name})`));
         w.on("exit", () => {
           if (Atomics.load(this.flags, S_STATE) === RUNNING) this.failed ??= "measurement thread exited";
         });
+        w.postMessage({ control: this.control, digest: this.digest, regions: this.regions.buffer, buffers, region: REGION, lookahead: LOOKAHEAD });
         this.worker = w;
       } catch {
         local = true;
@@ -101,6 +130,7 @@ export class MeasureJob {
       if (idle > STALL_MS) throw new MeasureError("measurement thread made no progress");
     }
     this.worker = undefined; // it exits by itself once the digest is written
+    setImmediate(warmMeasureThread); // the next load's thread, once this call is over
     return new Uint8Array(this.digest).slice();
   }
 
@@ -108,8 +138,11 @@ export class MeasureJob {
   cancel(): void {
     Atomics.store(this.flags, S_STATE, CANCELLED);
     this.ring();
-    void this.worker?.terminate();
-    this.worker = undefined;
+    if (this.worker) {
+      void this.worker.terminate();
+      this.worker = undefined;
+      setImmediate(warmMeasureThread);
+    }
   }
 
   private ring(): void {
