@@ -1,7 +1,8 @@
 // npm run bench:request [-- --json]
 // Per-request cost of the loader's request path — open an encapsulated request (HPKE
 // SetupBaseR + open, SPEC §8.1), check it, and seal the response (RFC 9458 §4.4, SPEC §8.3)
-// — beside a plain @hpke/core open and seal of the same sizes, in one process.
+// — beside a plain @hpke/core open and seal of the same sizes, in one process; and the same
+// path for a request in a session (SPEC §8.5), which skips the key exchange.
 // The loader runs a tensor program whose accelerator echoes its input, so the accelerator
 // costs next to nothing; the canonical-ABI copies in and out are included.
 import { readFileSync } from "node:fs";
@@ -55,6 +56,9 @@ for await (const piece of F.splitSealedWeights([Buffer.concat(sealed)])) loader.
 
 const inner = F.encodeInnerRequest({ kind: 1, inputs: [{ name: "x", dtype: 1, dims: [n], data: randomBytes(PAYLOAD) }] });
 const fresh = () => F.sealRequest({ loader: report, programDigest: m.digest, request: inner });
+// A session (SPEC §8.5), opened once: its requests skip the key exchange.
+const opening = F.openSession({ loader: report, programDigest: m.digest });
+const session = opening.accept(loader.sessionOpen(program, opening.bytes));
 
 // @hpke/core with the same suite and sizes.
 const suite = new CipherSuite({ kem: new DhkemX25519HkdfSha256(), kdf: new HkdfSha256(), aead: new Chacha20Poly1305() });
@@ -71,6 +75,7 @@ const hpkeOpen = async (enc: ArrayBuffer, ct: ArrayBuffer) => {
 
 const us = (t0: bigint, count: number) => Number(process.hrtime.bigint() - t0) / 1e3 / count;
 const loaderUs: number[] = [];
+const sessionUs: number[] = [];
 const sealUs: number[] = [];
 const openUs: number[] = [];
 for (let r = 0; r < ROUNDS; r++) {
@@ -78,6 +83,10 @@ for (let r = 0; r < ROUNDS; r++) {
   let t0 = process.hrtime.bigint();
   for (const q of reqs) loader.infer(program, q.bytes);
   loaderUs.push(us(t0, PER_ROUND));
+  const sreqs = Array.from({ length: PER_ROUND }, () => session.seal(inner).bytes);
+  t0 = process.hrtime.bigint();
+  for (const q of sreqs) loader.infer(program, q);
+  sessionUs.push(us(t0, PER_ROUND));
   t0 = process.hrtime.bigint();
   const made = [];
   for (let i = 0; i < PER_ROUND; i++) made.push(await hpkeSeal());
@@ -90,6 +99,9 @@ for (let r = 0; r < ROUNDS; r++) {
 const check = fresh();
 const res = check.response.openResponse(loader.infer(program, check.bytes));
 if (res.kind !== 1 || res.outputs[0].data.length !== PAYLOAD) throw new Error("bench response did not open");
+const scheck = session.seal(inner);
+const sres = scheck.openResponse(loader.infer(program, scheck.bytes));
+if (sres.kind !== 1 || sres.outputs[0].data.length !== PAYLOAD) throw new Error("bench session response did not open");
 
 const ratios = loaderUs.map((l, i) => l / (openUs[i] + sealUs[i]));
 const row = (name: string, v: number[]) => `| ${name.padEnd(52)} | ${median(v).toFixed(1).padStart(8)} |`;
@@ -97,6 +109,7 @@ console.log(`per-request cost, ${PAYLOAD}-byte tensor, median of ${ROUNDS} round
 console.log(`| ${"path".padEnd(52)} | ${"µs".padStart(8)} |`);
 console.log(`|${"-".repeat(54)}|${"-".repeat(10)}|`);
 console.log(row("loader: open request + check + seal response (infer)", loaderUs));
+console.log(row("loader: the same for a session request (§8.5)", sessionUs));
 console.log(row("@hpke/core: open (SetupBaseR + Open)", openUs));
 console.log(row("@hpke/core: seal (SetupBaseS + Seal)", sealUs));
 console.log(`loader / (@hpke/core open + seal), median of paired rounds: ${median(ratios).toFixed(2)}×`);
@@ -104,6 +117,7 @@ if (json) {
   console.log(
     JSON.stringify({
       request_open_seal_us_p50: Number(median(loaderUs).toFixed(1)),
+      session_request_open_seal_us_p50: Number(median(sessionUs).toFixed(1)),
       hpke_core_open_us_p50: Number(median(openUs).toFixed(1)),
       hpke_core_seal_us_p50: Number(median(sealUs).toFixed(1)),
       request_vs_hpke_core_open_plus_seal: Number(median(ratios).toFixed(3)),
