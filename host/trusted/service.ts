@@ -331,7 +331,10 @@ export class WorkerService {
         // Progress for a parent that shows it (public: sizes only), every 1/64 of the file.
         const every = Math.max(PROGRESS_MIN, Math.ceil(file.bytesTotal / 64));
         let reported = 0;
+        const started = process.hrtime.bigint();
+        let stepStart = started;
         job.resume = () => {
+          stepStart = process.hrtime.bigint();
           const done = file.step(L, h);
           if (done || file.bytesRead - reported >= every) {
             reported = file.bytesRead;
@@ -339,6 +342,9 @@ export class WorkerService {
           }
           if (!done) return undefined;
           file.close();
+          // Public timings: until the last piece, and the last piece (which builds the session).
+          const end = process.hrtime.bigint();
+          this.o.log.info("weights loaded", { program: h, bytes: file.bytesRead, streamMs: Number((stepStart - started) / 1_000_000n), lastPieceMs: Number((end - stepStart) / 1_000_000n) });
           return [];
         };
         return job.resume();
