@@ -75,6 +75,9 @@ interface ConfRun {
   ortSessionMs: number;
   /** How long finish-weights then waited for the measurement thread (worker log). */
   measureWaitMs: number;
+  /** Minor page faults and kernel CPU ms of ONNX Runtime's session creation (worker log). */
+  sessionFaults: number;
+  sessionSysMs: number;
   /** CPU time of the worker (all threads) in each phase, and of this process (reading, framing). */
   workerCpuStreamMs: number;
   workerCpuFinishMs: number;
@@ -83,7 +86,7 @@ interface ConfRun {
   hwm: number;
   check?: string;
 }
-interface BaseRun { totalMs: number; readMs: number; createMs: number; rssBefore: number; hwm: number; cpuMs: number; check?: string }
+interface BaseRun { totalMs: number; readMs: number; createMs: number; createFaults: number; createSysMs: number; rssBefore: number; hwm: number; cpuMs: number; check?: string }
 
 const outputHash = (dims: number[], bytes: Uint8Array) => createHash("sha256").update(dims.join(",")).update(bytes).digest("hex").slice(0, 16);
 
@@ -136,6 +139,7 @@ async function confidential(p: Program, sealedPath: string, input: Float32Array 
     const streamMs = TRANSPORT === "file" ? Number(t2 - t0) / 1e6 - verifyMs : Number(t2 - t1) / 1e6;
     return {
       totalMs, verifyMs, streamMs, finishMs: totalMs - verifyMs - streamMs, ortSessionMs: w.sessionMs[0] ?? NaN, measureWaitMs: w.measureWaitMs[0] ?? NaN,
+      sessionFaults: w.sessionFaults[0] ?? NaN, sessionSysMs: w.sessionSysMs[0] ?? NaN,
       workerCpuStreamMs: cpu2 - cpu0, workerCpuFinishMs: cpu3 - cpu2, parentCpuMs: (pcpu.user + pcpu.system) / 1e3,
       rssBefore: before.rss, hwm: after.hwm, check,
     };
@@ -162,7 +166,10 @@ async function baseline(graphPath: string, files: { location: string; path: stri
       };
       check = outputHash(o.outputs.y.dims, Buffer.from(o.outputs.y.data, "base64"));
     }
-    return { totalMs, readMs: r.readMs as number, createMs: r.createMs as number, rssBefore: r.rssBefore as number, hwm: r.hwm as number, cpuMs, check };
+    return {
+      totalMs, readMs: r.readMs as number, createMs: r.createMs as number, createFaults: r.createFaults as number, createSysMs: r.createSysMs as number,
+      rssBefore: r.rssBefore as number, hwm: r.hwm as number, cpuMs, check,
+    };
   } finally {
     await c.close();
   }
@@ -231,6 +238,9 @@ for (const r of results) {
   console.log(`  ${r.mib} MiB: CPU time (worker + parent) / baseline CPU time, median of pairs ${cpuRatio.toFixed(2)}× — the same comparison in work done, less sensitive to the machine's other load`);
   console.log(`  ${r.mib} MiB per pair: confidential/baseline ${r.conf.map((c, i) => (c.totalMs / r.base[i].totalMs).toFixed(2)).join(" ")};` +
     ` finish-weights/baseline create ${r.conf.map((c, i) => (c.finishMs / r.base[i].createMs).toFixed(2)).join(" ")}`);
+  // Session creation is mostly the kernel's: page faults of ONNX Runtime's own copy of the weights.
+  console.log(`  ${r.mib} MiB session creation, median over pairs: worker ${m(r.conf.map((c) => c.sessionFaults))} minor faults, ${m(r.conf.map((c) => c.sessionSysMs))} ms kernel CPU;` +
+    ` baseline ${m(r.base.map((b) => b.createFaults))} minor faults, ${m(r.base.map((b) => b.createSysMs))} ms kernel CPU`);
 }
 console.log("");
 console.log("memory (MiB) and CPU (ms, all threads), medians over pairs");

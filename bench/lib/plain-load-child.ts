@@ -5,7 +5,7 @@
 // reply per stdout line; it times itself and reports its VmRSS/VmHWM.
 //
 //   {"op":"load","graph":PATH,"files":[{"location":L,"path":P}],"input":{...}?}
-//     → {"readMs","createMs","rssBefore","hwmBefore","rss","hwm"}   (bytes)
+//     → {"readMs","createMs","createFaults","createSysMs","rssBefore","hwmBefore","rss","hwm"}   (bytes)
 //   {"op":"run","feeds":{name:{type,dims,data: base64}}} → {"outputs":{name:{type,dims,data: base64}}}
 // The first line it prints is {"ready":true}, once ONNX Runtime is imported.
 import { readFileSync } from "node:fs";
@@ -53,10 +53,14 @@ for await (const line of createInterface({ input: process.stdin })) {
   const externalData = cmd.files.map((f) => ({ path: f.location, data: readFileSync(f.path) as Uint8Array }));
   const readMs = ms(t0);
   const t1 = process.hrtime.bigint();
+  const use0 = process.resourceUsage();
   const session = await ort.InferenceSession.create(graph, { ...SESSION_OPTIONS, externalData });
   const createMs = ms(t1);
+  const use1 = process.resourceUsage();
+  const createFaults = use1.minorPageFault - use0.minorPageFault;
+  const createSysMs = (use1.systemCPUTime - use0.systemCPUTime) / 1000;
   const after = procMem("self");
   sessions.push(session); // kept, as the worker keeps its session
-  process.stdout.write(`${JSON.stringify({ readMs, createMs, rssBefore: before.rss, hwmBefore: before.hwm, rss: after.rss, hwm: after.hwm })}\n`);
+  process.stdout.write(`${JSON.stringify({ readMs, createMs, createFaults, createSysMs, rssBefore: before.rss, hwmBefore: before.hwm, rss: after.rss, hwm: after.hwm })}\n`);
 }
 for (const s of sessions) await s.release();

@@ -106,6 +106,9 @@ export interface ReadyWorker {
   sessionMs: number[];
   /** Milliseconds finish-weights then waited for the weights measurement (SPEC §9.1), per session. */
   measureWaitMs: number[];
+  /** Minor page faults and kernel CPU ms while each session was built (worker log). */
+  sessionFaults: number[];
+  sessionSysMs: number[];
 }
 
 /**
@@ -115,6 +118,8 @@ export interface ReadyWorker {
 export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOptions = {}): Promise<ReadyWorker> {
   const sessionMs: number[] = [];
   const measureWaitMs: number[] = [];
+  const sessionFaults: number[] = [];
+  const sessionSysMs: number[] = [];
   const spawned = WorkerClient.spawn({
     logLevel: "info",
     ...opts,
@@ -122,6 +127,8 @@ export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOption
       if (typeof e === "object" && e.event === "session ready" && typeof e.ms === "number") {
         sessionMs.push(e.ms);
         if (typeof e.measureWaitMs === "number") measureWaitMs.push(e.measureWaitMs);
+        if (typeof e.minorFaults === "number") sessionFaults.push(e.minorFaults);
+        if (typeof e.sysMs === "number") sessionSysMs.push(e.sysMs);
       }
       opts.onLog?.(e);
     },
@@ -138,5 +145,5 @@ export async function readyWorker(trust: Trust, key: DataKey, opts: WorkerOption
   }
   const report = await client.init(trust.trustConfig, new Uint8Array(randomBytes(32)));
   await client.unwrapKey(F.wrapKey({ report, keyId: key.keyId, dataKey: key.dataKey }));
-  return { client, spawned, report, pid: spawned.pid!, sessionMs, measureWaitMs };
+  return { client, spawned, report, pid: spawned.pid!, sessionMs, measureWaitMs, sessionFaults, sessionSysMs };
 }
