@@ -189,6 +189,7 @@ export class OrtAccelerator implements Accelerator {
           .filter((e) => e.data.length > 0); // ONNX Runtime rejects an empty buffer
         const t0 = process.hrtime.bigint();
         const use0 = process.resourceUsage();
+        const lag = p.received - (p.measure?.hashedBytes ?? p.received);
         let session: SyncSession;
         try {
           session = this.runtime.createSession(p.graph!, externalData);
@@ -219,6 +220,7 @@ export class OrtAccelerator implements Accelerator {
           program, ms: Number((t1 - t0) / 1_000_000n), measureWaitMs: Number((t2 - t1) / 1_000_000n), providers: this.runtime.providers.join(","),
           // Public: how much of building it was the kernel's (page faults of ONNX Runtime's own copy).
           minorFaults: use1.minorPageFault - use0.minorPageFault, sysMs: Math.round((use1.systemCPUTime - use0.systemCPUTime) / 1000),
+          measureLagBytes: lag,
         });
         // Give the staging memory back now rather than at V8's leisure (when run with
         // --expose-gc). Not from inside this call: its frames still hold the buffers.

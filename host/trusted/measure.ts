@@ -109,6 +109,11 @@ export class MeasureJob {
     }
   }
 
+  /** Bytes the thread has hashed so far (public: a count). */
+  get hashedBytes(): number {
+    return Number(Atomics.load(this.offsets, O_HASHED));
+  }
+
   /** Bytes [0, end) of the stream are written. */
   published(end: number): void {
     if (this.local) return;
