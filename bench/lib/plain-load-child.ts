@@ -8,6 +8,9 @@
 //     → {"readMs","createMs","createFaults","createSysMs","rssBefore","hwmBefore","rss","hwm"}   (bytes)
 //   {"op":"run","feeds":{name:{type,dims,data: base64}}} → {"outputs":{name:{type,dims,data: base64}}}
 // The first line it prints is {"ready":true}, once ONNX Runtime is imported.
+// As the worker does (host/trusted/no-telemetry.ts), before ONNX Runtime loads: the two sides
+// then run the same library in the same way.
+import "../../host/trusted/no-telemetry.ts";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import * as ort from "onnxruntime-node";
