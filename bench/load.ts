@@ -23,7 +23,7 @@
 // chunks, 2 or 4 pieces in flight, pipe or Unix socket all stream at about the same speed;
 // 1 MiB chunks are the default (16 MiB chunks cost ~60 MiB more RSS and run slower).
 import { createHash } from "node:crypto";
-import { mkdirSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { loadavg } from "node:os";
 import { join } from "node:path";
 import * as F from "../host/formats/index.ts";
@@ -50,6 +50,16 @@ const NODE_ARGS = ["--expose-gc"]; // what WorkerClient.spawn uses by default; t
 const BATCH = 4;
 
 const t0All = nowNs();
+/** Free memory and page cache: with GiBs of stale files cached, page faults in session creation
+ *  were measured to cost up to 2× more kernel time in one process than the other. */
+function memInfo(): string {
+  try {
+    const m = Object.fromEntries(readFileSync("/proc/meminfo", "utf8").split("\n").map((l) => l.split(/:\s+/)).filter((x) => x.length === 2).map(([k, v]) => [k, parseInt(v, 10)]));
+    return `memory free ${(m.MemFree / 2 ** 20).toFixed(1)} GiB, page cache ${(m.Cached / 2 ** 20).toFixed(1)} GiB`;
+  } catch {
+    return "memory: /proc/meminfo unreadable";
+  }
+}
 const trust = makeTrust();
 const key = newKey();
 const tmp = tempDir("veil-bench-load-");
@@ -61,7 +71,7 @@ console.log(TRANSPORT === "file"
   : `  sealed: chunk ${CHUNK / 1024} KiB (SPEC §9), read from a file on disk; one positional read per piece, ${IN_FLIGHT} pieces in flight; worker over ${TRANSPORT === "socket" ? "a Unix socket" : "stdin/stdout"}`);
 console.log(`  session options (both sides, host/trusted/ort-runtime.ts): cpu, graphOptimizationLevel "all", log level fatal; node flags ${NODE_ARGS.join(" ")} + tsx`);
 console.log(`  method: fresh processes per load, paired rounds (order alternates), median of per-pair ratios; peak RSS = VmHWM of each process after its load`);
-console.log(`  load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared)`);
+console.log(`  load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared); ${memInfo()}`);
 
 interface ConfRun {
   totalMs: number;
