@@ -1,7 +1,8 @@
 // Trusted: the loader's accelerator import (SPEC §11.3) on ONNX Runtime. It receives
 // plaintext weights (`uploadWeights`) and plaintext tensors (`run`) — what the loader decided
 // to release — so it runs only inside the trusted worker. It measures the weights it loads
-// (SPEC §9.1) on a second thread (measure.ts). Plaintext lives here in exactly two places:
+// (SPEC §9.1) on a second thread (measure.ts), whose hash state is derived from them.
+// Plaintext lives here in exactly two places:
 // the per-location staging buffers (shared with the measurement thread), from the program's
 // creation until the session is built (then wiped with fill(0) and dropped), and, for the length of one `run`,
 // any input copy made for alignment and ONNX Runtime's output arrays (wiped before returning;
@@ -69,6 +70,8 @@ const wipeTyped = (a: ArrayBufferView): void => new Uint8Array(a.buffer, a.byteO
 export class OrtAccelerator implements Accelerator {
   readonly runtime: OrtRuntime;
   private readonly programs = new Map<number, Program>();
+  /** Set by close(): no measurement thread is started for a next load. */
+  private closing = false;
   private readonly log: Logger;
   private failure: string | undefined;
   private pendingOutput: Uint8Array | undefined;
@@ -330,6 +333,7 @@ export class OrtAccelerator implements Accelerator {
 
   /** Drops every program (worker shutdown), which also stops their measurement threads. */
   close(): void {
+    this.closing = true;
     for (const h of [...this.programs.keys()]) this.dropProgram(h);
     this.wipePendingOutput();
   }
@@ -342,7 +346,7 @@ export class OrtAccelerator implements Accelerator {
   }
 
   private wipeStaging(p: Program): void {
-    p.measure?.cancel();
+    p.measure?.cancel(!this.closing);
     p.measure = undefined;
     // Plaintext is only in the stream's first `received` bytes; the rest was never written
     // (wiping it would only fault in untouched pages).

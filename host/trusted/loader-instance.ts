@@ -86,6 +86,8 @@ export class LoaderInstance {
       let out: Uint8Array | number;
       try {
         out = f();
+        // Anything but a byte list is the accelerator's failure, never an exception through the loader.
+        if (typeof out !== "number" && !(out instanceof Uint8Array)) out = ERROR_OF(undefined);
       } catch (e) {
         out = ERROR_OF(e);
       }

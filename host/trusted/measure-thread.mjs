@@ -11,11 +11,21 @@ import { parentPort } from "node:worker_threads";
 const PAGE = 4096;
 // Layout shared with measure.ts: Int32 [state, bell], BigInt64 [_, written, hashed].
 const S_STATE = 0, S_BELL = 1, O_WRITTEN = 1, O_HASHED = 2;
-const RUNNING = 0, DONE = 1;
+const RUNNING = 0, DONE = 1, FAILED = 3;
 const R_FREE = 0, R_TOUCHING = 1, R_READY = 2;
 
 parentPort.once("message", (job) => {
-  measure(job);
+  try {
+    measure(job);
+  } catch {
+    // Say so at once: the main thread may be blocked waiting for us.
+    const flags = new Int32Array(job.control, 0, 2);
+    Atomics.store(flags, S_STATE, FAILED);
+    Atomics.notify(flags, S_STATE);
+    Atomics.add(flags, S_BELL, 1);
+    const regions = new Int32Array(job.regions);
+    for (let r = 0; r < regions.length; r++) Atomics.notify(regions, r);
+  }
   parentPort.close(); // nothing keeps the thread alive now: it exits
 });
 

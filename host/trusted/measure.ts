@@ -16,7 +16,8 @@
 //   write the same bytes.
 // - written (BigInt64): stream bytes the main thread has written, published after the write;
 //   the thread hashes up to it. hashed: how far the thread has hashed.
-// - state (Int32): 0 running, 1 done (digest holds the measurement), 2 cancelled; bell (Int32):
+// - state (Int32): 0 running, 1 done (digest holds the measurement), 2 cancelled, 3 failed
+//   (the thread threw; it also wakes every waiter); bell (Int32):
 //   bumped and notified on every publish and on cancel, so the idle thread wakes.
 import { createHash } from "node:crypto";
 import { Worker } from "node:worker_threads";
@@ -26,7 +27,7 @@ export const REGION = 1 << 20;
 const LOOKAHEAD = 64 << 20;
 const R_FREE = 0, R_TOUCHING = 1, R_READY = 2;
 const S_STATE = 0, S_BELL = 1, O_WRITTEN = 1, O_HASHED = 2;
-const RUNNING = 0, DONE = 1, CANCELLED = 2;
+const RUNNING = 0, DONE = 1, CANCELLED = 2, FAILED = 3;
 /** A measurement that makes no progress for this long is a failure. */
 const STALL_MS = 30_000;
 const THREAD = new URL("./measure-thread.mjs", import.meta.url);
@@ -102,6 +103,7 @@ export class MeasureJob {
       let waited = 0;
       while (Atomics.compareExchange(this.regions, r, R_FREE, R_READY) === R_TOUCHING) {
         // The thread is touching this region's pages (well under a millisecond).
+        if (Atomics.load(this.flags, S_STATE) === FAILED) throw new MeasureError("measurement thread failed");
         if (Atomics.wait(this.regions, r, R_TOUCHING, 100) === "timed-out" && (waited += 100) > STALL_MS) {
           throw new MeasureError("measurement thread stalled while touching staging pages");
         }
@@ -128,6 +130,7 @@ export class MeasureJob {
     let idle = 0;
     while (Atomics.load(this.flags, S_STATE) !== DONE) {
       if (this.failed) throw new MeasureError(this.failed);
+      if (Atomics.load(this.flags, S_STATE) === FAILED) throw new MeasureError("measurement thread failed");
       Atomics.wait(this.flags, S_STATE, RUNNING, 100);
       const now = Atomics.load(this.offsets, O_HASHED);
       idle = now === last ? idle + 100 : 0;
@@ -136,17 +139,21 @@ export class MeasureJob {
     }
     this.worker = undefined; // it exits by itself once the digest is written
     setImmediate(warmMeasureThread); // the next load's thread, once this call is over
-    return new Uint8Array(this.digest).slice();
+    // The unkeyed digest is what the commitment's key hides (SPEC §9.1): one copy out, then gone.
+    const shared = new Uint8Array(this.digest);
+    const out = shared.slice();
+    shared.fill(0);
+    return out;
   }
 
-  /** Stops the thread (the buffers are about to be wiped). */
-  cancel(): void {
+  /** Stops the thread (the buffers are about to be wiped); `rewarm` starts the next load's thread. */
+  cancel(rewarm = true): void {
     Atomics.store(this.flags, S_STATE, CANCELLED);
     this.ring();
     if (this.worker) {
       void this.worker.terminate();
       this.worker = undefined;
-      setImmediate(warmMeasureThread);
+      if (rewarm) setImmediate(warmMeasureThread);
     }
   }
 
