@@ -5,8 +5,8 @@
 // Confidential (timed from the parent, in a fresh worker that is already initialised and holds
 // the data key): load-program (manifest + two reviewer signatures + graph hash), then the
 // sealed weights from a file on disk into load-weights (decryption, staging, the accelerator's
-// SHA-256 measurement on its second thread), ending in finish-weights (session creation, then
-// the loader's commitment check, SPEC §9.1). By default (--transport file) the worker reads the
+// SHA-256 measurement on its second thread), ending in measure-weights (the loader's commitment
+// check, SPEC §9.1) and finish-weights (session creation). By default (--transport file) the worker reads the
 // sealed file itself (load-weights-file: one read per piece straight into the loader's arena);
 // "stdio"/"socket" stream it from this process through the worker channel instead. With the
 // channel, the load is split where every chunk but the last is acknowledged: "streaming+decrypt"
@@ -83,7 +83,7 @@ interface ConfRun {
   finishMs: number;
   /** ONNX Runtime's session creation alone, as the worker logs it. */
   ortSessionMs: number;
-  /** How long finish-weights then waited for the measurement thread (worker log). */
+  /** How long measure-weights waited for the measurement thread (worker log). */
   measureWaitMs: number;
   /** Minor page faults and kernel CPU ms of ONNX Runtime's session creation (worker log). */
   sessionFaults: number;

@@ -13,6 +13,8 @@ export const RET = memory.data(16, 8);
 declare function accCreateProgram(program: u32, manifest: usize, manifestLen: usize, graph: usize, graphLen: usize, ret: usize): void;
 @external("veil:loader/accelerator@0.1.0", "upload-weights")
 declare function accUploadWeights(program: u32, offset: u64, data: usize, len: usize, ret: usize): void;
+@external("veil:loader/accelerator@0.1.0", "measure-weights")
+declare function accMeasureWeights(program: u32, ret: usize): void;
 @external("veil:loader/accelerator@0.1.0", "finish-weights")
 declare function accFinishWeights(program: u32, ret: usize): void;
 @external("veil:loader/accelerator@0.1.0", "run")
@@ -51,15 +53,21 @@ export function uploadWeights(program: u32, offset: u64, data: usize, len: usize
 
 // On success the 32-byte measurement (SPEC §9.1) is at `measurement` (in the arena).
 export let measurement: usize = 0;
-export function finishWeights(program: u32): u32 {
+export function measureWeights(program: u32): u32 {
   store<u64>(RET, 0);
   store<u32>(RET, 0, 8);
-  accFinishWeights(program, RET);
+  accMeasureWeights(program, RET);
   const s = status();
   if (s != 0 || overflow) return s != 0 ? s : 1;
   measurement = <usize>load<u32>(RET, 4);
   // SPEC §9.1: exactly 32 bytes, else ACCELERATOR_FAILED.
   return load<u32>(RET, 8) == 32 && inMemory(measurement, 32) ? 0 : 1;
+}
+
+export function finishWeights(program: u32): u32 {
+  store<u64>(RET, 0);
+  accFinishWeights(program, RET);
+  return status();
 }
 
 // On success the outputs are at `runOutput`/`runOutputLen` (in the arena, via cabi_realloc).

@@ -160,14 +160,16 @@ export function loadWeights(i: u32, piece: usize, len: usize): u32 {
   if (!last) return 0;
   wipe(s + S_KEY, 32);
   // SPEC §9.1: the accelerator's measurement of what it received, keyed, must equal the
-  // signed commitment before the program may run.
-  if (host.finishWeights(handleOf(i)) != 0) return poison(i, err(ACCELERATOR_FAILED, 0x0900));
+  // signed commitment before anything is built from the weights or the program may run.
+  if (host.measureWeights(handleOf(i)) != 0) return poison(i, err(ACCELERATOR_FAILED, 0x0900));
   const c = memory.data(32, 16);
   hmacSha256(s + S_COMMIT_KEY, 32, host.measurement, 32, c);
   wipe(s + S_COMMIT_KEY, 32);
+  wipe(host.measurement, 32);
   const ok = ctEqual(c, manifestBase(i) + f.commitmentOff, 32);
   wipe(c, 32);
   if (ok != 1) return poison(i, err(WEIGHTS_COMMITMENT, W_CHUNK));
+  if (host.finishWeights(handleOf(i)) != 0) return poison(i, err(ACCELERATOR_FAILED, 0x0900));
   store<u32>(s + S_STATE, READY);
   return 0;
 }

@@ -104,7 +104,7 @@ export interface ReadyWorker {
   pid: number;
   /** Milliseconds of each "session ready" the worker logged (its own timing of session creation). */
   sessionMs: number[];
-  /** Milliseconds finish-weights then waited for the weights measurement (SPEC §9.1), per session. */
+  /** Milliseconds measure-weights waited for the weights measurement (SPEC §9.1), per session. */
   measureWaitMs: number[];
   /** Minor page faults and kernel CPU ms while each session was built (worker log). */
   sessionFaults: number[];

@@ -41,6 +41,11 @@ interface Program {
   staging: Uint8Array[];
   /** The weights measurement in progress (SPEC §9.1). */
   measure?: MeasureJob;
+  /** measure-weights answered: the loader may now ask for the session. */
+  measured?: boolean;
+  /** Public timings of the measurement, for the session log. */
+  measureWaitMs?: number;
+  measureLagBytes?: number;
   /** Bytes of the weights stream received so far (the next expected offset). */
   received: number;
   /** Index of the file holding offset `received`. */
@@ -158,7 +163,7 @@ export class OrtAccelerator implements Accelerator {
   uploadWeights(program: number, offset: bigint, data: Uint8Array): void | number {
     return this.guard("upload-weights", program, () => {
       const p = this.live(program);
-      if (p.session || p.graph === undefined) this.refuse(program, "weights after finish-weights");
+      if (p.session || p.graph === undefined || p.measured) this.refuse(program, "weights after measure-weights");
       if (offset !== BigInt(p.received)) this.refuse(program, `weights at offset ${offset}, expected ${p.received} (in order, without gaps or overlap)`);
       const end = p.received + data.length;
       if (end > p.facts.plaintextSize) this.refuse(program, `weights run to ${end}, past plaintext_size ${p.facts.plaintextSize}`);
@@ -178,58 +183,73 @@ export class OrtAccelerator implements Accelerator {
     });
   }
 
-  /** Builds the session and returns the measurement (SPEC §9.1): SHA-256 of the staged weights. */
-  finishWeights(program: number): Uint8Array | number {
+  /**
+   * SPEC §9.1: the measurement, SHA-256 of the staged weights stream, once every byte is in.
+   * Nothing is built from the weights here: the loader decides first.
+   */
+  measureWeights(program: number): Uint8Array | number {
+    return this.guard("measure-weights", program, () => {
+      const p = this.live(program);
+      if (p.session || p.graph === undefined || p.measured) this.refuse(program, "measure-weights after the weights were measured or built");
+      if (p.received !== p.facts.plaintextSize) {
+        this.wipeStaging(p); // this program will not get further: its weights go now
+        this.refuse(program, `measure-weights after ${p.received} of ${p.facts.plaintextSize} bytes`);
+      }
+      const t0 = process.hrtime.bigint();
+      p.measureLagBytes = p.received - (p.measure?.hashedBytes ?? p.received);
+      let measurement: Uint8Array;
+      try {
+        measurement = p.measure!.result();
+      } catch (e) {
+        this.wipeStaging(p);
+        this.refuse(program, `weights measurement failed: ${(e as Error).message}`);
+      }
+      p.measureWaitMs = Number((process.hrtime.bigint() - t0) / 1_000_000n);
+      p.measured = true;
+      // The loader copies it into its memory as soon as this returns; this copy goes after.
+      this.pendingOutput = measurement;
+      queueMicrotask(() => this.wipePendingOutput());
+      return measurement;
+    });
+  }
+
+  /** The loader accepted the measurement: builds the session and wipes the staging. */
+  finishWeights(program: number): void | number {
     return this.guard("finish-weights", program, () => {
       const p = this.live(program);
       if (p.session || p.graph === undefined) this.refuse(program, "finish-weights called twice");
       try {
-        if (p.received !== p.facts.plaintextSize) {
-          this.refuse(program, `finish-weights after ${p.received} of ${p.facts.plaintextSize} bytes`);
-        }
+        if (!p.measured) this.refuse(program, "finish-weights before measure-weights");
         const externalData = p.facts.files
           .map((f, i) => ({ path: f.location, data: p.staging[i] }))
           .filter((e) => e.data.length > 0); // ONNX Runtime rejects an empty buffer
         const t0 = process.hrtime.bigint();
         const use0 = process.resourceUsage();
-        const lag = p.received - (p.measure?.hashedBytes ?? p.received);
         let session: SyncSession;
         try {
           session = this.runtime.createSession(p.graph!, externalData);
         } catch {
           this.refuse(program, "ONNX Runtime could not build the session (its message is withheld: it may quote weights)");
         }
-        let measurement: Uint8Array;
-        let t1 = t0;
         try {
           this.checkSignature(program, p.facts, session);
-          // The thread hashed while the session was being built; what it measured is what
-          // ONNX Runtime copied, and nothing has written the staging since.
-          try {
-            t1 = process.hrtime.bigint();
-            measurement = p.measure!.result();
-          } catch (e) {
-            this.refuse(program, `weights measurement failed: ${(e as Error).message}`);
-          }
         } catch (e) {
           session.dispose();
           throw e;
         }
         p.session = session;
         p.graph = undefined;
-        const t2 = process.hrtime.bigint();
         const use1 = process.resourceUsage();
         this.log.info("session ready", {
-          program, ms: Number((t1 - t0) / 1_000_000n), measureWaitMs: Number((t2 - t1) / 1_000_000n), providers: this.runtime.providers.join(","),
+          program, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n), measureWaitMs: p.measureWaitMs ?? 0, providers: this.runtime.providers.join(","),
           // Public: how much of building it was the kernel's (page faults of ONNX Runtime's own copy).
           minorFaults: use1.minorPageFault - use0.minorPageFault, sysMs: Math.round((use1.systemCPUTime - use0.systemCPUTime) / 1000),
-          measureLagBytes: lag,
+          measureLagBytes: p.measureLagBytes ?? 0,
         });
         // Give the staging memory back now rather than at V8's leisure (when run with
         // --expose-gc). Not from inside this call: its frames still hold the buffers.
         const gc = (globalThis as { gc?: () => void }).gc;
         if (gc) setImmediate(gc);
-        return measurement;
       } finally {
         // ONNX Runtime holds its own copy now (or failed): the staging plaintext goes either way.
         this.wipeStaging(p);

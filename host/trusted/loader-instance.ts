@@ -8,8 +8,10 @@ export interface Accelerator {
   createProgram(program: number, manifest: Uint8Array, graph: Uint8Array): void | number;
   /** `data` is a view of the loader's memory, valid only during the call: copy what you keep. */
   uploadWeights(program: number, offset: bigint, data: Uint8Array): void | number;
-  /** Builds the session; returns the measurement, SHA-256 of the weights received (SPEC §9.1). */
-  finishWeights(program: number): Uint8Array | number;
+  /** The measurement, SHA-256 of the weights received (SPEC §9.1); nothing built yet. */
+  measureWeights(program: number): Uint8Array | number;
+  /** The loader accepted the measurement: build the session. */
+  finishWeights(program: number): void | number;
   /** `inputs` is a view of the loader's memory, valid only during the call. */
   run(program: number, inputs: Uint8Array): Uint8Array | number;
   dropProgram(program: number): void;
@@ -109,7 +111,8 @@ export class LoaderInstance {
           status(ret, () => acc.createProgram(program >>> 0, view(mp, ml), view(gp, gl))),
         "upload-weights": (program: number, offset: bigint, p: number, n: number, ret: number) =>
           status(ret, () => acc.uploadWeights(program >>> 0, BigInt.asUintN(64, offset), view(p, n))),
-        "finish-weights": (program: number, ret: number) => returnList(ret, () => acc.finishWeights(program >>> 0)),
+        "measure-weights": (program: number, ret: number) => returnList(ret, () => acc.measureWeights(program >>> 0)),
+        "finish-weights": (program: number, ret: number) => status(ret, () => acc.finishWeights(program >>> 0)),
         run: (program: number, p: number, n: number, ret: number) => returnList(ret, () => acc.run(program >>> 0, view(p, n))),
         "drop-program": (program: number) => acc.dropProgram(program >>> 0),
       },

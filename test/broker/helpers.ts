@@ -28,7 +28,8 @@ const measure = new WeightsMeasure();
 export const nullAccelerator: Accelerator = {
   createProgram() {},
   uploadWeights: (program, _offset, data) => measure.upload(program, data),
-  finishWeights: (program) => measure.finish(program),
+  measureWeights: (program) => measure.finish(program),
+  finishWeights() {},
   run: () => 64,
   dropProgram: (program) => measure.drop(program),
 };

@@ -1,4 +1,4 @@
-// What a real accelerator returns from finish-weights (SPEC §9.1), for the stand-in
+// What a real accelerator returns from measure-weights (SPEC §9.1), for the stand-in
 // accelerators of tests and benchmarks: SHA-256 over the weights each program received.
 import { createHash, type Hash } from "node:crypto";
 

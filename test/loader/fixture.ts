@@ -217,17 +217,19 @@ export class FakeAccelerator implements Accelerator {
     if (this.failUpload !== undefined) return this.failUpload;
     this.programs.get(program)!.uploads.push({ offset, data: data.slice() });
   }
-  /** Tests only: replaces the measurement finish-weights returns (SPEC §9.1). */
+  /** Tests only: replaces the measurement measure-weights returns (SPEC §9.1). */
   measurementOverride?: (program: number, honest: Uint8Array) => Uint8Array;
-  finishWeights(program: number): Uint8Array | number {
-    this.log.push(`finish ${program}`);
-    if (this.failFinish !== undefined) return this.failFinish;
-    const p = this.programs.get(program)!;
-    p.finished++;
+  measureWeights(program: number): Uint8Array | number {
+    this.log.push(`measure ${program}`);
     const h = createHash("sha256");
-    for (const u of p.uploads) h.update(u.data);
+    for (const u of this.programs.get(program)!.uploads) h.update(u.data);
     const honest = new Uint8Array(h.digest());
     return this.measurementOverride ? this.measurementOverride(program, honest) : honest;
+  }
+  finishWeights(program: number): void | number {
+    this.log.push(`finish ${program}`);
+    if (this.failFinish !== undefined) return this.failFinish;
+    this.programs.get(program)!.finished++;
   }
   run(program: number, inputs: Uint8Array): Uint8Array | number {
     this.log.push(`run ${program}`);

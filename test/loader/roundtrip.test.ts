@@ -165,7 +165,8 @@ describe("load-program and load-weights (§6.1, §9)", () => {
       [196608, 1234],
     ]);
     expect(hex(w.acc.weightsOf(h))).toBe(hex(p.weights.plaintext));
-    expect(w.acc.log.slice(-2)).toEqual([`upload ${h} 196608 1234`, `finish ${h}`]);
+    // SPEC §9.1: measured, then built only once the loader accepted the measurement.
+    expect(w.acc.log.slice(-3)).toEqual([`upload ${h} 196608 1234`, `measure ${h}`, `finish ${h}`]);
     expect(w.ask(h, p, tensorRequest([1])).kind).toBe(1);
   });
 

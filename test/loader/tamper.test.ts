@@ -29,9 +29,9 @@ import {
 expectNoTraps();
 
 /** A poisoned program (§9): dropped by the accelerator, not runnable, takes no more weights. */
-function expectPoisoned(w: World, h: number, p: Program, finished = 0): void {
+function expectPoisoned(w: World, h: number, p: Program): void {
   expect(w.acc.programs.get(h)!.dropped, "drop-program after a weights failure").toBeGreaterThan(0);
-  expect(w.acc.programs.get(h)!.finished).toBe(finished);
+  expect(w.acc.programs.get(h)!.finished).toBe(0);
   expectCode(() => w.L.infer(h, w.seal(p, tensorRequest([1])).bytes), "WEIGHTS_INCOMPLETE");
   const again = errorOf(() => w.L.loadWeights(h, p.weights.pieces[0]));
   expect(again.code).not.toBe(0);
@@ -317,10 +317,10 @@ describe("the sealed weights stream (§9)", () => {
       const fp = w.acc.programs.get(h)!;
       expect(fp.uploads.length).toBe(3); // every chunk opened and went to the accelerator,
       const log = w.acc.log.filter((l) => l.endsWith(` ${h}`) || l.includes(` ${h} `));
-      // The accelerator measured what it got (SPEC §9.1); the loader refused the measurement,
-      // then told it to drop everything.
-      expect(log.slice(-2)).toEqual([`finish ${h}`, `drop ${h}`]);
-      expectPoisoned(w, h, p, 1);
+      // The accelerator measured what it got (SPEC §9.1); the loader refused the measurement
+      // and told it to drop everything, before anything was built from it.
+      expect(log.slice(-2)).toEqual([`measure ${h}`, `drop ${h}`]);
+      expectPoisoned(w, h, p);
       w.L.unloadProgram(h);
     }
     const { h } = attempt(p, []);
@@ -339,8 +339,8 @@ describe("the sealed weights stream (§9)", () => {
         const { h, error } = attempt(p, p.weights.pieces);
         expect(error && describeErr(error as ReturnType<typeof errorOf>, true)).toBe("WEIGHTS_COMMITMENT@0x0507");
         const log = w.acc.log.filter((l) => l.endsWith(` ${h}`) || l.includes(` ${h} `));
-        expect(log.slice(-2)).toEqual([`finish ${h}`, `drop ${h}`]);
-        expectPoisoned(w, h, p, 1);
+        expect(log.slice(-2)).toEqual([`measure ${h}`, `drop ${h}`]);
+        expectPoisoned(w, h, p);
         w.L.unloadProgram(h);
       }
     } finally {
@@ -362,7 +362,7 @@ describe("the sealed weights stream (§9)", () => {
         };
         const { h, error } = attempt(p, p.weights.pieces);
         expect(error && describeErr(error as ReturnType<typeof errorOf>, true)).toBe("ACCELERATOR_FAILED@0x0900");
-        expectPoisoned(w, h, p, 1);
+        expectPoisoned(w, h, p);
         w.L.unloadProgram(h);
       }
     } finally {

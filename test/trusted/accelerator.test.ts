@@ -66,8 +66,16 @@ describe("OrtAccelerator: weights staging", async () => {
       expect(s.at).toBe(0);
       expect(allZero(s.buffer)).toBe(false);
     });
-    // The measurement is SHA-256 of the weights stream as staged.
-    expect(acc.finishWeights(5)).toEqual(sha256(stream));
+    // The measurement is SHA-256 of the weights stream as staged; nothing is built before the
+    // loader asks for it.
+    const acc5 = new OrtAccelerator();
+    expect(acc5.createProgram(5, manifest, mlp.graph)).toBeUndefined();
+    expect(acc5.uploadWeights(5, 0n, stream)).toBeUndefined();
+    expect(acc5.finishWeights(5)).toBe(ACCELERATOR_FAILED);
+    expect(acc5.takeFailure()).toMatch(/before measure-weights/);
+    acc5.close();
+    expect(acc.measureWeights(5)).toEqual(sha256(stream));
+    expect(acc.finishWeights(5)).toBeUndefined();
     for (const s of staged) expect(allZero(s.buffer), `${s.location} wiped`).toBe(true);
 
     // The session still computes the model: ONNX Runtime copied the external data.
@@ -113,7 +121,7 @@ describe("OrtAccelerator: weights staging", async () => {
     const acc2 = new OrtAccelerator({ observeStaging: (_p, _l, b) => staged.push(b) });
     expect(acc2.createProgram(4, manifest, mlp.graph)).toBeUndefined();
     expect(acc2.uploadWeights(4, 0n, stream.subarray(0, 1000))).toBeUndefined();
-    expect(acc2.finishWeights(4)).toBe(ACCELERATOR_FAILED);
+    expect(acc2.measureWeights(4)).toBe(ACCELERATOR_FAILED);
     expect(acc2.takeFailure()).toMatch(/after 1000 of/);
     expect(staged.every(allZero)).toBe(true); // wiped on the failure path too
     acc2.dropProgram(4);
@@ -121,10 +129,24 @@ describe("OrtAccelerator: weights staging", async () => {
     staged = [];
     expect(acc2.createProgram(6, manifest, mlp.graph)).toBeUndefined();
     expect(acc2.uploadWeights(6, 0n, stream)).toBeUndefined();
-    expect(acc2.finishWeights(6)).toEqual(sha256(stream));
+    expect(acc2.measureWeights(6)).toEqual(sha256(stream));
     expect(acc2.uploadWeights(6, BigInt(stream.length), new Uint8Array(0))).toBe(ACCELERATOR_FAILED);
-    expect(acc2.takeFailure()).toMatch(/after finish-weights/);
-    expect(acc2.finishWeights(6)).toBe(ACCELERATOR_FAILED);
+    expect(acc2.takeFailure()).toMatch(/after measure-weights/);
+    expect(acc2.finishWeights(6)).toBe(ACCELERATOR_FAILED); // a failed program takes nothing more
+    expect(acc2.takeFailure()).toMatch(/failed earlier/);
+
+    expect(acc2.createProgram(7, manifest, mlp.graph)).toBeUndefined();
+    expect(acc2.uploadWeights(7, 0n, stream)).toBeUndefined();
+    expect(acc2.measureWeights(7)).toEqual(sha256(stream));
+    expect(acc2.measureWeights(7)).toBe(ACCELERATOR_FAILED); // once only
+    expect(acc2.takeFailure()).toMatch(/after the weights were measured/);
+
+    expect(acc2.createProgram(8, manifest, mlp.graph)).toBeUndefined();
+    expect(acc2.uploadWeights(8, 0n, stream)).toBeUndefined();
+    expect(acc2.measureWeights(8)).toEqual(sha256(stream));
+    expect(acc2.finishWeights(8)).toBeUndefined();
+    expect(acc2.finishWeights(8)).toBe(ACCELERATOR_FAILED);
+    expect(acc2.takeFailure()).toMatch(/called twice/);
     acc2.close();
     expect(acc2.programCount).toBe(0);
   });
@@ -163,11 +185,13 @@ describe("OrtAccelerator: weights staging", async () => {
     const acc = new OrtAccelerator();
     expect(acc.createProgram(1, wrong, mlp.graph)).toBeUndefined();
     expect(acc.uploadWeights(1, 0n, stream)).toBeUndefined();
+    expect(acc.measureWeights(1)).toEqual(sha256(stream));
     expect(acc.finishWeights(1)).toBe(ACCELERATOR_FAILED);
     expect(acc.takeFailure()).toMatch(/manifest input "input" is not an input of the graph/);
     const badType = manifestFor("mlp", mlp.graph, io.inputs, [{ ...io.outputs[0], dtype: 11 }], weights);
     expect(acc.createProgram(2, badType, mlp.graph)).toBeUndefined();
     expect(acc.uploadWeights(2, 0n, stream)).toBeUndefined();
+    expect(acc.measureWeights(2)).toEqual(sha256(stream));
     expect(acc.finishWeights(2)).toBe(ACCELERATOR_FAILED);
     expect(acc.takeFailure()).toMatch(/output "y": graph dtype 1, manifest 11/);
     expect(acc.run(2, new Uint8Array(1))).toBe(ACCELERATOR_FAILED);
@@ -187,7 +211,8 @@ describe("OrtAccelerator: weights staging", async () => {
     const lines: string[] = [];
     const acc = new OrtAccelerator({ log: jsonLogger("debug", (l) => void lines.push(l)) });
     expect(acc.createProgram(1, m, graph)).toBeUndefined();
-    expect(acc.finishWeights(1)).toEqual(sha256(new Uint8Array(0)));
+    expect(acc.measureWeights(1)).toEqual(sha256(new Uint8Array(0)));
+    expect(acc.finishWeights(1)).toBeUndefined();
     const secretId = 987654321n;
     const list = F.encodeTensorList([F.tensorFromArray("ids", 7, [3], new BigInt64Array([1n, secretId, 2n]))]);
     expect(acc.run(1, list)).toBe(ACCELERATOR_FAILED);
@@ -237,7 +262,8 @@ describe("OrtAccelerator: tensors", async () => {
   it("reads inputs of every dtype at every alignment and returns outputs in the manifest's order, bit for bit", () => {
     const acc = new OrtAccelerator();
     expect(acc.createProgram(3, manifest, graph)).toBeUndefined();
-    expect(acc.finishWeights(3)).toEqual(sha256(new Uint8Array(0)));
+    expect(acc.measureWeights(3)).toEqual(sha256(new Uint8Array(0)));
+    expect(acc.finishWeights(3)).toBeUndefined();
     const list = F.encodeTensorList(cases.map((c) => ({ name: c.name, dtype: c.code, dims: c.dims, data: bytes(c.data).slice() })));
     for (let shift = 0; shift < 8; shift++) {
       const host = new Uint8Array(list.length + 16);
@@ -261,7 +287,8 @@ describe("OrtAccelerator: tensors", async () => {
   it("refuses a run whose tensors differ from the manifest, without running it", () => {
     const acc = new OrtAccelerator();
     expect(acc.createProgram(3, manifest, graph)).toBeUndefined();
-    expect(acc.finishWeights(3)).toEqual(sha256(new Uint8Array(0)));
+    expect(acc.measureWeights(3)).toEqual(sha256(new Uint8Array(0)));
+    expect(acc.finishWeights(3)).toBeUndefined();
     const first = cases.slice(1);
     const list = F.encodeTensorList(first.map((c) => ({ name: c.name, dtype: c.code, dims: c.dims, data: bytes(c.data).slice() })));
     expect(acc.run(3, list)).toBe(ACCELERATOR_FAILED);
