@@ -103,7 +103,7 @@ const outputHash = (dims: number[], bytes: Uint8Array) => createHash("sha256").u
 let workers = 0;
 async function confidential(p: Program, sealedPath: string, input: Float32Array | undefined): Promise<ConfRun> {
   const socketPath = TRANSPORT === "socket" ? join(tmp.dir, `w${++workers}.sock`) : undefined;
-  const w = await readyWorker(trust, key, { nodeArgs: NODE_ARGS, socketPath });
+  const w = await readyWorker(trust, key, { nodeArgs: NODE_ARGS, socketPath, weightsDirs: [tmp.dir] });
   try {
     const before = procMem(w.pid);
     const cpu0 = procCpuMs(w.pid);

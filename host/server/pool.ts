@@ -9,7 +9,7 @@
 // graphs; it parses nothing but the one framing byte it routes by (the request's key_id).
 import { randomBytes } from "node:crypto";
 import { availableParallelism } from "node:os";
-import { resolve } from "node:path";
+import { dirname, resolve } from "node:path";
 import type { Logger } from "pino";
 import { decodeReportBody, toHex } from "../formats/index.ts";
 import { WorkerClient, type Hello, type WorkerOptions } from "../worker/client.ts";
@@ -208,6 +208,8 @@ export class WorkerPool {
     const t0 = Date.now();
     const client = WorkerClient.spawn({
       ...this.spawnOptions(),
+      // The worker reads each program's weights.sealed itself, and only from these directories.
+      weightsDirs: [...new Set(this.o.programs.map((p) => dirname(resolve(p.weightsPath))))],
       // The worker's own log lines are public facts (host/trusted/log.ts): relayed at debug, errors at warn.
       onLog: (entry) => {
         if (typeof entry === "object" && entry && entry.level === "error") log.warn({ worker: slot.id, workerEvent: String(entry.event).slice(0, 200) }, "worker error event");

@@ -37,6 +37,8 @@ export interface ServiceOptions {
   evidence?: WorkerEvidence;
   log: Logger;
   maxFrame?: number;
+  /** Directories load-weights-file may read from (the operator's sealed-weights storage). */
+  weightsDirs?: readonly string[];
   /** After a shutdown request was answered (or the last connection of a stdio worker ended). */
   onShutdown: (reason: string) => void;
   /** The loader failed in a way it never should (a trap): the worker must not go on. */
@@ -326,7 +328,7 @@ export class WorkerService {
         const h = r.u32("program");
         const path = r.utf8_16("path");
         r.end();
-        const file = WeightsFileLoad.open(path);
+        const file = WeightsFileLoad.open(path, this.o.weightsDirs ?? []);
         job.abort = () => file.close();
         // Progress for a parent that shows it (public: sizes only), every 1/64 of the file.
         const every = Math.max(PROGRESS_MIN, Math.ceil(file.bytesTotal / 64));

@@ -4,7 +4,8 @@
 // untrusted storage, so nothing here decides anything: the loader checks every byte.
 // One read per piece and no copy between the file and the loader: the parent's pipe, the
 // frame decoder and the copy into the arena all drop out of the path.
-import { closeSync, fstatSync, openSync, readSync } from "node:fs";
+import { closeSync, constants, fstatSync, openSync, readlinkSync, readSync, realpathSync } from "node:fs";
+import { sep } from "node:path";
 import type { LoaderInstance } from "./loader-instance.ts";
 
 /** SPEC §9: the WeightsHeader is 60 bytes; chunk_size at 40, chunk_count at 44, plaintext_size at 52. */
@@ -31,15 +32,25 @@ export class WeightsFileLoad {
     this.size = Number(size);
   }
 
-  /** Opens `path` and checks that its length is the one its header implies. */
-  static open(path: string): WeightsFileLoad {
+  /**
+   * Opens `path`, which must be a regular file inside one of `dirs` (the operator's sealed-weights
+   * storage: the parent names files, but cannot make the worker read, or describe, any other),
+   * and checks that its length is the one its header implies.
+   */
+  static open(path: string, dirs: readonly string[]): WeightsFileLoad {
+    if (dirs.length === 0) throw new WeightsFileError("this worker has no weights directory (start it with --weights-dir DIR)");
     let fd: number;
     try {
-      fd = openSync(path, "r");
-    } catch (e) {
-      throw new WeightsFileError(`${path}: cannot open (${(e as NodeJS.ErrnoException).code ?? "error"})`);
+      // Non-blocking: a FIFO must not stall the worker's one thread; reads of a regular file
+      // are unaffected.
+      fd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK);
+    } catch {
+      throw new WeightsFileError(`${path}: cannot be opened inside the weights directories`);
     }
     try {
+      // Where the descriptor really points, after every link: checked after opening, so the
+      // path cannot be swapped in between.
+      if (!inside(openedPath(fd, path), dirs)) throw new WeightsFileError(`${path}: cannot be opened inside the weights directories`);
       const st = fstatSync(fd);
       if (!st.isFile()) throw new WeightsFileError(`${path}: not a regular file`);
       const header = new Uint8Array(HEADER);
@@ -91,6 +102,28 @@ export class WeightsFileLoad {
   close(): void {
     closeSync(this.fd);
   }
+}
+
+/** The opened file's real path (Linux: /proc/self/fd); elsewhere the path as resolved now. */
+function openedPath(fd: number, path: string): string {
+  try {
+    return readlinkSync(`/proc/self/fd/${fd}`);
+  } catch {
+    return realpathSync(path);
+  }
+}
+
+// Variable time: inputs are public.
+function inside(real: string, dirs: readonly string[]): boolean {
+  return dirs.some((d) => {
+    let root: string;
+    try {
+      root = realpathSync(d);
+    } catch {
+      return false;
+    }
+    return real.startsWith(root.endsWith(sep) ? root : root + sep);
+  });
 }
 
 function readFull(fd: number, into: Uint8Array, position: number): number {

@@ -17,6 +17,8 @@
 //     --attester KIND        software (needs --platform-key) | tsm (Linux configfs-tsm, SEV-SNP/TDX)
 //     --tsm-root DIR         configfs-tsm report directory (default /sys/kernel/config/tsm/report)
 //     --tsm-privlevel N      configfs-tsm privlevel 0..3 (SEV-SNP VMPL)
+//     --weights-dir DIR      load-weights-file may read sealed weights under DIR (repeatable;
+//                            without one, load-weights-file is refused)
 //   The four attester options may also come from VEIL_PLATFORM_KEY, VEIL_ATTESTER, VEIL_TSM_ROOT
 //   and VEIL_TSM_PRIVLEVEL (the parent's spawn helper passes an environment, not extra flags);
 //   a flag wins over its variable.
@@ -49,12 +51,13 @@ interface Args {
   platformKey?: string;
   tsmRoot?: string;
   tsmPrivlevel?: number;
+  weightsDirs: string[];
 }
 
 class UsageError extends Error {}
 
 function parseArgs(argv: string[]): Args {
-  const a: Args = { wasm: DEFAULT_WASM, maxFrame: DEFAULT_MAX_FRAME, ort: {}, logLevel: "info" };
+  const a: Args = { wasm: DEFAULT_WASM, maxFrame: DEFAULT_MAX_FRAME, ort: {}, logLevel: "info", weightsDirs: [] };
   let ort: Record<string, unknown> = {};
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i];
@@ -97,6 +100,7 @@ function parseArgs(argv: string[]): Args {
       }
       case "--tsm-root": a.tsmRoot = resolve(value()); break;
       case "--tsm-privlevel": a.tsmPrivlevel = Number(value()); break;
+      case "--weights-dir": a.weightsDirs.push(resolve(value())); break;
       default:
         throw new UsageError(`unknown option ${flag}`);
     }
@@ -216,6 +220,7 @@ function main(): void {
     log,
     evidence,
     maxFrame: args.maxFrame,
+    weightsDirs: args.weightsDirs,
     hello: {
       measurement,
       codeHash: hash,

@@ -137,6 +137,8 @@ export interface WorkerOptions {
   nodeArgs?: string[];
   /** Serve a Unix socket at this path instead of stdin/stdout (use WorkerClient.connect to talk). */
   socketPath?: string;
+  /** Directories whose sealed weights files the worker may read (loadWeightsFile); none: refused. */
+  weightsDirs?: string[];
   env?: NodeJS.ProcessEnv;
 }
 
@@ -154,6 +156,7 @@ export function workerCommand(o: WorkerOptions = {}): { command: string; args: s
   if (o.ort) args.push("--ort", JSON.stringify(o.ort));
   if (o.logLevel) args.push("--log-level", o.logLevel);
   if (o.socketPath) args.push("--socket", resolve(o.socketPath));
+  for (const d of o.weightsDirs ?? []) args.push("--weights-dir", resolve(d));
   return { command: process.execPath, args, cwd: REPO_ROOT };
 }
 

@@ -3,7 +3,8 @@
 // sealed weights, sealed requests) with outputs bit-identical to ONNX Runtime run directly on
 // the unsealed models, and the loader's refusals as typed WorkerErrors.
 import { createHash, randomBytes } from "node:crypto";
-import { readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { join, relative, sep } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as F from "../../host/formats/index.ts";
@@ -18,12 +19,15 @@ import {
 const trust = makeTrust();
 const key = { keyId: new Uint8Array(randomBytes(16)), dataKey: new Uint8Array(randomBytes(32)) };
 const tmp = tmpDir();
+/** The worker's weights directory (load-weights-file reads only under it). */
+const WEIGHTS_DIR = join(tmp.dir, "weights");
+mkdirSync(WEIGHTS_DIR);
 let client: WorkerClient;
 let report: Uint8Array;
 const logs: (Record<string, unknown> | string)[] = [];
 
 beforeAll(async () => {
-  client = WorkerClient.spawn({ onLog: (e) => void logs.push(e) });
+  client = WorkerClient.spawn({ onLog: (e) => void logs.push(e), weightsDirs: [WEIGHTS_DIR] });
   report = await client.init(trust.trustConfig, new Uint8Array(randomBytes(32)));
   await client.unwrapKey(F.wrapKey({ report, keyId: key.keyId, dataKey: key.dataKey }));
 });
@@ -266,7 +270,7 @@ describe("trusted worker: load-weights-file (the worker reads the sealed stream 
       inputs: [{ name: "x", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 64, max: 64 }] }],
       outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 16, max: 16 }] }],
     });
-    path = join(tmp.dir, "mlp.sealed");
+    path = join(WEIGHTS_DIR, "mlp.sealed");
     writeFileSync(path, concatAll(p.sealed));
   });
 
@@ -289,16 +293,31 @@ describe("trusted worker: load-weights-file (the worker reads the sealed stream 
     await client.unloadProgram(h);
   });
 
-  it("refuses a path that is missing, a directory, or a file whose length is not its header's (WEIGHTS_FILE), without touching the program", async () => {
+  it("refuses a path outside the weights directory (through links too), a FIFO, a directory, or a file whose length is not its header's (WEIGHTS_FILE), without touching the program", async () => {
     const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
     const whole = concatAll(p.sealed);
-    const cut = join(tmp.dir, "cut.sealed");
+    const cut = join(WEIGHTS_DIR, "cut.sealed");
     writeFileSync(cut, whole.subarray(0, whole.length - 1));
-    const long = join(tmp.dir, "long.sealed");
+    const long = join(WEIGHTS_DIR, "long.sealed");
     writeFileSync(long, concatAll([whole, new Uint8Array(1)]));
-    const tiny = join(tmp.dir, "tiny.sealed");
+    const tiny = join(WEIGHTS_DIR, "tiny.sealed");
     writeFileSync(tiny, whole.subarray(0, 59));
-    for (const [bad, why] of [[join(tmp.dir, "nope"), /cannot open \(ENOENT\)/], [tmp.dir, /not a regular file/], [cut, /describes a/], [long, /describes a/], [tiny, /shorter than a weights header/]] as const) {
+    // Outside the weights directory, directly or through a link inside it; a FIFO (which a
+    // blocking open would hang on); a directory.
+    const outside = join(tmp.dir, "outside.sealed");
+    writeFileSync(outside, whole);
+    const link = join(WEIGHTS_DIR, "link.sealed");
+    symlinkSync(outside, link);
+    const fifo = join(WEIGHTS_DIR, "fifo.sealed");
+    execFileSync("mkfifo", [fifo]);
+    const sub = join(WEIGHTS_DIR, "sub");
+    mkdirSync(sub);
+    const refused = /cannot be opened inside the weights directories/;
+    for (const [bad, why] of [
+      [join(WEIGHTS_DIR, "nope"), refused], [outside, refused], [link, refused], ["/etc/passwd", refused],
+      [fifo, /not a regular file/], [sub, /not a regular file/],
+      [cut, /describes a/], [long, /describes a/], [tiny, /shorter than a weights header/],
+    ] as const) {
       const e = await refusal(client.loadWeightsFile(h, bad));
       expect(e.codeName, bad).toBe("WEIGHTS_FILE");
       expect(e.detail).toMatch(why);
@@ -308,11 +327,22 @@ describe("trusted worker: load-weights-file (the worker reads the sealed stream 
     await client.unloadProgram(h);
   });
 
+  it("a worker started without --weights-dir refuses load-weights-file", async () => {
+    const other = WorkerClient.spawn({});
+    try {
+      const e = await refusal(other.loadWeightsFile(1, path));
+      expect(e.codeName).toBe("WEIGHTS_FILE");
+      expect(e.detail).toMatch(/no weights directory/);
+    } finally {
+      await other.close();
+    }
+  });
+
   it("a flipped ciphertext byte in the file is the loader's WEIGHTS_AUTH", async () => {
     const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
     const bad = concatAll(p.sealed).slice();
     bad[60 + 70_000] ^= 0x10;
-    const flipped = join(tmp.dir, "flipped.sealed");
+    const flipped = join(WEIGHTS_DIR, "flipped.sealed");
     writeFileSync(flipped, bad);
     const e = await refusal(client.loadWeightsFile(h, flipped));
     expect(e.kind).toBe("loader");

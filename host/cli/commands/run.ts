@@ -11,7 +11,7 @@ import { sha256 } from "@noble/hashes/sha2.js";
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { stat } from "node:fs/promises";
-import { join, resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { equalBytes } from "../../formats/bytes.ts";
 import { LIMITS, TEMPERATURE_MILLI_MAX } from "../../formats/constants.ts";
 import type { InnerRequest } from "../../formats/inner.ts";
@@ -170,6 +170,7 @@ async function runCommand(ctx: Context): Promise<void> {
   const row = (k: string, v: string) => ctx.note(`${k.padEnd(12)} ${v}`);
   let onWeightsProgress: ((bytes: number) => void) | undefined;
   const client = WorkerClient.spawn({
+    weightsDirs: [dirname(resolve(weightsPath))], // the one file it will read
     onLog: (e) => {
       if (typeof e === "object" && e.event === "weights progress" && typeof e.bytes === "number") onWeightsProgress?.(e.bytes);
       if (ctx.verbose) ctx.io.stderr.write(`worker: ${typeof e === "string" ? e : JSON.stringify(e)}\n`);
