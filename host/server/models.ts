@@ -23,13 +23,10 @@ import {
   toHex,
   type Manifest,
 } from "../formats/index.ts";
+// The directory layout is `veil seal`'s (host/cli/program.ts owns it).
+import { PROGRAM_FILES } from "../cli/program.ts";
 
-export const PROGRAM_FILES = {
-  manifest: "manifest.bin",
-  signatures: "signatures.bin",
-  graph: "graph.onnx",
-  weights: "weights.sealed",
-} as const;
+export { PROGRAM_FILES };
 
 /** One servable program: public bytes in memory, the sealed weights as a path (streamed at load). */
 export interface Program {

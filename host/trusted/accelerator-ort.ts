@@ -43,9 +43,6 @@ interface Program {
   measure?: MeasureJob;
   /** measure-weights answered: the loader may now ask for the session. */
   measured?: boolean;
-  /** Public timings of the measurement, for the session log. */
-  measureWaitMs?: number;
-  measureLagBytes?: number;
   /** Bytes of the weights stream received so far (the next expected offset). */
   received: number;
   /** Index of the file holding offset `received`. */
@@ -196,7 +193,7 @@ export class OrtAccelerator implements Accelerator {
         this.refuse(program, `measure-weights after ${p.received} of ${p.facts.plaintextSize} bytes`);
       }
       const t0 = process.hrtime.bigint();
-      p.measureLagBytes = p.received - (p.measure?.hashedBytes ?? p.received);
+      const lagBytes = p.received - (p.measure?.hashedBytes ?? p.received);
       let measurement: Uint8Array;
       try {
         measurement = p.measure!.result();
@@ -204,8 +201,9 @@ export class OrtAccelerator implements Accelerator {
         this.wipeStaging(p);
         this.refuse(program, `weights measurement failed: ${(e as Error).message}`);
       }
-      p.measureWaitMs = Number((process.hrtime.bigint() - t0) / 1_000_000n);
       p.measured = true;
+      // Public: how far the thread lagged when the last piece came, and how long that cost.
+      this.log.info("weights measured", { program, waitMs: Number((process.hrtime.bigint() - t0) / 1_000_000n), lagBytes });
       // The loader copies it into its memory as soon as this returns; this copy goes after.
       this.pendingOutput = measurement;
       queueMicrotask(() => this.wipePendingOutput());
@@ -241,10 +239,9 @@ export class OrtAccelerator implements Accelerator {
         p.graph = undefined;
         const use1 = process.resourceUsage();
         this.log.info("session ready", {
-          program, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n), measureWaitMs: p.measureWaitMs ?? 0, providers: this.runtime.providers.join(","),
+          program, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n), providers: this.runtime.providers.join(","),
           // Public: how much of building it was the kernel's (page faults of ONNX Runtime's own copy).
           minorFaults: use1.minorPageFault - use0.minorPageFault, sysMs: Math.round((use1.systemCPUTime - use0.systemCPUTime) / 1000),
-          measureLagBytes: p.measureLagBytes ?? 0,
         });
         // Give the staging memory back now rather than at V8's leisure (when run with
         // --expose-gc). Not from inside this call: its frames still hold the buffers.

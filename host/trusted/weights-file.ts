@@ -56,7 +56,7 @@ export class WeightsFileLoad {
       const header = new Uint8Array(HEADER);
       if (st.size < HEADER || readFull(fd, header, 0) !== HEADER) throw new WeightsFileError(`${path}: shorter than a weights header (${st.size} bytes)`);
       const load = new WeightsFileLoad(fd, header, path);
-      const want = load.expectedLength();
+      const want = load.bytesTotal;
       if (want !== st.size) throw new WeightsFileError(`${path}: ${st.size} bytes, but its header describes a ${want}-byte stream`);
       return load;
     } catch (e) {
@@ -70,13 +70,8 @@ export class WeightsFileLoad {
     return this.pos;
   }
 
-  /** The file's length (checked at open). */
+  /** Header plus each chunk with its tag (SPEC §9): the file's length, checked at open; NaN if the header is not a stream. */
   get bytesTotal(): number {
-    return this.expectedLength();
-  }
-
-  /** Header plus each chunk with its tag (SPEC §9); NaN if the header is not a stream. */
-  private expectedLength(): number {
     if (this.chunkSize === 0) return NaN;
     return HEADER + this.size + TAG * this.count;
   }
