@@ -284,11 +284,19 @@ describe("trusted worker: load-weights-file (the worker reads the sealed stream 
   it("loads a sealed file and runs bit for bit like ONNX Runtime; other requests are answered while it loads", async () => {
     const h = await client.loadProgram(p.manifest.bytes, p.bundle, p.graph);
     const order: string[] = [];
-    await Promise.all([
+    // Both frames leave in one write (corked: one writev of < PIPE_BUF bytes, atomic on a pipe),
+    // so the worker has the hello queued while the load is still at its first pieces; sent one
+    // by one, a fast load could finish before the hello even arrived.
+    const stdin = client.child!.stdin!;
+    stdin.cork();
+    const both = Promise.all([
       client.loadWeightsFile(h, path).then(() => void order.push("load")),
       client.hello().then(() => void order.push("hello")),
     ]);
-    expect(order).toEqual(["hello", "load"]); // the load runs a chunk per turn
+    stdin.uncork();
+    await both;
+    expect(p.sealed.length).toBeGreaterThan(3); // header and chunks: more pieces than the two the load may take before the hello
+    expect(order).toEqual(["hello", "load"]); // the load runs a piece per turn
     await run(h);
     await client.unloadProgram(h);
   });
