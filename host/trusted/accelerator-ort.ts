@@ -4,7 +4,8 @@
 // (SPEC §9.1) on a second thread (measure.ts), whose hash state is derived from them.
 // Plaintext lives here in exactly two places:
 // the per-location staging buffers (shared with the measurement thread), from the program's
-// creation until the session is built (then wiped with fill(0) and dropped), and, for the length of one `run`,
+// creation until the session is built (then the measurement thread wipes them, off the thread
+// that answers requests, and they are dropped), and, for the length of one `run`,
 // any input copy made for alignment and ONNX Runtime's output arrays (wiped before returning;
 // the returned TensorList is wiped as soon as the loader has copied it). Nothing is logged but
 // public facts (handles, manifest names and sizes, timings).
@@ -12,6 +13,7 @@ import type { Accelerator } from "./loader-instance.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { ManifestReadError, readManifestFacts, type ManifestFacts } from "./manifest-facts.ts";
 import { MeasureJob, warmMeasureThread } from "./measure.ts";
+import { wipeShared } from "./wipe-shared.mjs";
 import { OrtRuntime, type OrtConfig, type SyncSession } from "./ort-runtime.ts";
 import { DTYPES, DTYPE_BY_ORT, TENSOR_MAX, readTensorList, typedView, writeTensorList, type OutTensor, type TypedArray } from "./tensorlist.ts";
 
@@ -28,7 +30,7 @@ export interface OrtAcceleratorOptions {
   log?: Logger;
   /**
    * Tests only (the worker never sets it): called with each staging buffer when it is
-   * allocated, so a test can check that it is all zeros after `finishWeights`.
+   * allocated, so a test can check that it is all zeros after `finishWeights` (and `stagingWiped`).
    */
   observeStaging?: (program: number, location: string, buffer: Uint8Array) => void;
 }
@@ -54,18 +56,6 @@ interface Program {
 
 class Refusal extends Error {}
 
-/**
- * Zeroes the first `n` bytes of a staging buffer (a view from offset 0 of a SharedArrayBuffer).
- * V8 fills shared memory a byte at a time (about 10× slower than memset), so the bulk goes
- * through an 8-byte view: +0.0 is eight zero bytes.
- */
-function wipeShared(b: Uint8Array, n: number): void {
-  const words = Math.floor(n / 8);
-  if (b.byteOffset === 0 && words > 0) new Float64Array(b.buffer, 0, words).fill(0);
-  else b.fill(0, 0, n);
-  b.fill(0, words * 8, n);
-}
-
 /** Zeroes a typed array through its bytes (BigInt64Array.fill(0) would throw). */
 const wipeTyped = (a: ArrayBufferView): void => new Uint8Array(a.buffer, a.byteOffset, a.byteLength).fill(0) as unknown as void;
 
@@ -77,6 +67,8 @@ export class OrtAccelerator implements Accelerator {
   private readonly log: Logger;
   private failure: string | undefined;
   private pendingOutput: Uint8Array | undefined;
+  /** Staging being wiped by measurement threads, with what to wipe here if we close first. */
+  private readonly wiping = new Map<Promise<void>, () => void>();
 
   constructor(private readonly options: OrtAcceleratorOptions = {}) {
     this.log = options.log ?? silentLogger;
@@ -243,10 +235,6 @@ export class OrtAccelerator implements Accelerator {
           // Public: how much of building it was the kernel's (page faults of ONNX Runtime's own copy).
           minorFaults: use1.minorPageFault - use0.minorPageFault, sysMs: Math.round((use1.systemCPUTime - use0.systemCPUTime) / 1000),
         });
-        // Give the staging memory back now rather than at V8's leisure (when run with
-        // --expose-gc). Not from inside this call: its frames still hold the buffers.
-        const gc = (globalThis as { gc?: () => void }).gc;
-        if (gc) setImmediate(gc);
       } finally {
         // ONNX Runtime holds its own copy now (or failed): the staging plaintext goes either way.
         this.wipeStaging(p);
@@ -352,7 +340,15 @@ export class OrtAccelerator implements Accelerator {
   close(): void {
     this.closing = true;
     for (const h of [...this.programs.keys()]) this.dropProgram(h);
+    // Wipes still running on other threads are done here too: the process may exit next.
+    for (const here of this.wiping.values()) here();
+    this.wiping.clear();
     this.wipePendingOutput();
+  }
+
+  /** Resolves once every staging wipe handed to a measurement thread is done. */
+  async stagingWiped(): Promise<void> {
+    await Promise.all([...this.wiping.keys()]);
   }
 
   private live(program: number): Program {
@@ -363,14 +359,30 @@ export class OrtAccelerator implements Accelerator {
   }
 
   private wipeStaging(p: Program): void {
-    p.measure?.cancel(!this.closing);
-    p.measure = undefined;
     // Plaintext is only in the stream's first `received` bytes; the rest was never written
     // (wiping it would only fault in untouched pages).
-    p.facts.files.forEach((f, i) => {
-      const n = Math.min(f.size, Math.max(0, p.received - f.start));
-      if (n > 0 && p.staging[i]) wipeShared(p.staging[i], n);
-    });
+    const lengths = p.facts.files.map((f) => Math.min(f.size, Math.max(0, p.received - f.start)));
+    const job = p.measure;
+    p.measure = undefined;
+    if (job && p.measured && !this.closing) {
+      // Measured: its thread is idle and wipes the staging now, while this thread goes on
+      // serving (tens of ms per GiB). Then it exits and the memory can go.
+      const t0 = process.hrtime.bigint();
+      const done = job.release(lengths);
+      this.wiping.set(done, () => job.wipeHere(lengths));
+      void done.then(() => {
+        this.wiping.delete(done);
+        this.log.info("staging wiped", { ms: Number((process.hrtime.bigint() - t0) / 1_000_000n) });
+        // Give the staging memory back now rather than at V8's leisure (when run with --expose-gc).
+        const gc = (globalThis as { gc?: () => void }).gc;
+        if (gc) setImmediate(gc);
+      });
+    } else {
+      job?.cancel(!this.closing);
+      lengths.forEach((n, i) => {
+        if (n > 0 && p.staging[i]) wipeShared(p.staging[i], n);
+      });
+    }
     p.staging = [];
   }
 

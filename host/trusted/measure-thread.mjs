@@ -1,12 +1,13 @@
 // Trusted: reads plaintext weights in the staging buffers to compute their measurement (SPEC
-// §9.1), and first-touches those buffers' pages ahead of the main thread so that page faults
-// are not paid on the thread that decrypts. A thread is started ahead of time and waits for
-// exactly one job (one weights load); it exits when the measurement is written or the load is
-// cancelled, which also drops its references to the staging memory. host/trusted/measure.ts is
-// the other side and documents the protocol. Plain JavaScript so that it starts without a
-// TypeScript loader.
+// §9.1), first-touches those buffers' pages ahead of the main thread so that page faults are
+// not paid on the thread that decrypts, and wipes them once the session is built. A thread is
+// started ahead of time and serves exactly one job (one weights load); it exits after the wipe,
+// or when the load is cancelled, which also drops its references to the staging memory.
+// host/trusted/measure.ts is the other side and documents the protocol. Plain JavaScript so
+// that it starts without a TypeScript loader.
 import { createHash } from "node:crypto";
 import { parentPort } from "node:worker_threads";
+import { wipeShared } from "./wipe-shared.mjs";
 
 const PAGE = 4096;
 // Layout shared with measure.ts: Int32 [state, bell], BigInt64 [_, written, hashed].
@@ -16,7 +17,20 @@ const R_FREE = 0, R_TOUCHING = 1, R_READY = 2;
 
 parentPort.once("message", (job) => {
   try {
-    measure(job);
+    if (measure(job)) {
+      // The staging holds plaintext until ONNX Runtime has its copy; then the main thread
+      // sends the bytes to wipe per buffer ({ wipe }) and goes on, or says goodbye ({}).
+      parentPort.once("message", (m) => {
+        if (m.wipe) {
+          job.buffers.forEach((b, i) => {
+            if (m.wipe[i] > 0) wipeShared(new Uint8Array(b), m.wipe[i]);
+          });
+          parentPort.postMessage("wiped");
+        }
+        parentPort.close();
+      });
+      return;
+    }
   } catch {
     // Say so at once: the main thread may be blocked waiting for us.
     const flags = new Int32Array(job.control, 0, 2);
@@ -29,6 +43,7 @@ parentPort.once("message", (job) => {
   parentPort.close(); // nothing keeps the thread alive now: it exits
 });
 
+/** True once the measurement is written; false if the load was cancelled. */
 function measure(job) {
   const { region: REGION, lookahead: LOOKAHEAD } = job;
   const flags = new Int32Array(job.control, 0, 2);
@@ -67,7 +82,7 @@ function measure(job) {
   };
 
   for (;;) {
-    if (Atomics.load(flags, S_STATE) !== RUNNING) return; // cancelled
+    if (Atomics.load(flags, S_STATE) !== RUNNING) return false; // cancelled
     const ring = Atomics.load(flags, S_BELL);
     const written = Number(Atomics.load(offsets, O_WRITTEN));
     if (touchAhead(written)) continue;
@@ -82,7 +97,7 @@ function measure(job) {
       new Uint8Array(job.digest).set(hash.digest());
       Atomics.store(flags, S_STATE, DONE);
       Atomics.notify(flags, S_STATE);
-      return;
+      return true;
     }
     // Sleep until the main thread rings (new data or a cancel); the timeout only bounds a missed ring.
     Atomics.wait(flags, S_BELL, ring, 50);

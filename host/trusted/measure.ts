@@ -4,8 +4,9 @@
 // staging page before the main thread writes it, so the page faults of a fresh multi-GiB
 // buffer are paid on the other core too. It reads plaintext, so it lives here.
 //
-// One thread per weights load, gone once the measurement is taken or the load is dropped (so it
-// holds the staging memory no longer than we do). Each is started ahead of time and waits for
+// One thread per weights load. Once the session is built it wipes the staging (release), off the
+// thread that answers requests, and exits; a cancelled load's thread exits at once (the caller
+// wipes). Either way it holds the staging memory no longer than it holds plaintext. Each is started ahead of time and waits for
 // its job: starting a thread takes tens of milliseconds and slows the loader's thread while it
 // runs, so the next one starts only once a load is over.
 // Protocol, all through SharedArrayBuffers (the staging buffers are shared with the thread):
@@ -19,8 +20,11 @@
 // - state (Int32): 0 running, 1 done (digest holds the measurement), 2 cancelled, 3 failed
 //   (the thread threw; it also wakes every waiter); bell (Int32):
 //   bumped and notified on every publish and on cancel, so the idle thread wakes.
+// - After done, one message: { wipe: bytes per buffer } (it wipes, answers "wiped" and exits)
+//   or {} (it exits). If it dies before "wiped", release() wipes here.
 import { createHash } from "node:crypto";
 import { Worker } from "node:worker_threads";
+import { wipeShared } from "./wipe-shared.mjs";
 
 export const REGION = 1 << 20;
 /** How far ahead of the written data the thread touches pages (bounds memory committed early). */
@@ -72,6 +76,7 @@ export class MeasureJob {
   private readonly regions: Int32Array;
   private worker?: Worker;
   private failed?: string;
+  private exited = false;
   /** No thread: the job measures on this thread at `result()` (slower, same result). */
   readonly local: boolean;
 
@@ -85,6 +90,7 @@ export class MeasureJob {
         const w = takeThread();
         w.on("error", (e) => void (this.failed ??= `measurement thread failed (${e.name})`));
         w.on("exit", () => {
+          this.exited = true;
           if (Atomics.load(this.flags, S_STATE) === RUNNING) this.failed ??= "measurement thread exited";
         });
         w.postMessage({ control: this.control, digest: this.digest, regions: this.regions.buffer, buffers, region: REGION, lookahead: LOOKAHEAD });
@@ -137,13 +143,43 @@ export class MeasureJob {
       last = now;
       if (idle > STALL_MS) throw new MeasureError("measurement thread made no progress");
     }
-    this.worker = undefined; // it exits by itself once the digest is written
     setImmediate(warmMeasureThread); // the next load's thread, once this call is over
     // The unkeyed digest is what the commitment's key hides (SPEC §9.1): one copy out, then gone.
     const shared = new Uint8Array(this.digest);
     const out = shared.slice();
     shared.fill(0);
     return out;
+  }
+
+  /**
+   * After result(): the thread wipes the first `lengths[i]` bytes of each buffer and exits, and
+   * this returns at once. Resolves once they are zero and the thread is gone (if it died before
+   * saying "wiped", they are wiped here). Without a live thread: wipes here, now.
+   */
+  release(lengths: number[]): Promise<void> {
+    const w = this.worker;
+    this.worker = undefined;
+    if (!w || this.exited || Atomics.load(this.flags, S_STATE) !== DONE) {
+      if (w) void w.terminate();
+      this.wipeHere(lengths);
+      return Promise.resolve();
+    }
+    return new Promise<void>((resolve) => {
+      let wiped = false;
+      w.once("message", () => void (wiped = true));
+      w.once("exit", () => {
+        if (!wiped) this.wipeHere(lengths); // it died first: the plaintext goes anyway
+        resolve();
+      });
+      w.postMessage({ wipe: lengths });
+    });
+  }
+
+  /** Wipes the first `lengths[i]` bytes of each buffer on this thread. */
+  wipeHere(lengths: number[]): void {
+    this.buffers.forEach((b, i) => {
+      if (lengths[i] > 0) wipeShared(new Uint8Array(b), lengths[i]);
+    });
   }
 
   /** Stops the thread (the buffers are about to be wiped); `rewarm` starts the next load's thread. */

@@ -76,6 +76,8 @@ describe("OrtAccelerator: weights staging", async () => {
     acc5.close();
     expect(acc.measureWeights(5)).toEqual(sha256(stream));
     expect(acc.finishWeights(5)).toBeUndefined();
+    // The measurement thread wipes the staging once the session exists, off this thread.
+    await acc.stagingWiped();
     for (const s of staged) expect(allZero(s.buffer), `${s.location} wiped`).toBe(true);
 
     // The session still computes the model: ONNX Runtime copied the external data.
@@ -149,6 +151,8 @@ describe("OrtAccelerator: weights staging", async () => {
     expect(acc2.takeFailure()).toMatch(/called twice/);
     acc2.close();
     expect(acc2.programCount).toBe(0);
+    // Program 8's staging may still be with its measurement thread: close wipes it here.
+    expect(staged.every(allZero)).toBe(true);
   });
 
   it("dropProgram wipes a half-staged program", () => {
