@@ -6,9 +6,9 @@
 //
 // One thread per weights load. Once the session is built it wipes the staging (release), off the
 // thread that answers requests, and exits; a cancelled load's thread exits at once (the caller
-// wipes). Either way it holds the staging memory no longer than it holds plaintext. Each is started ahead of time and waits for
-// its job: starting a thread takes tens of milliseconds and slows the loader's thread while it
-// runs, so the next one starts only once a load is over.
+// wipes). Either way it holds the staging memory no longer than it holds plaintext. Each is
+// started ahead of time and waits for its job: starting a thread takes tens of milliseconds and
+// slows the loader's thread while it runs, so the next one starts only once a load is over.
 // Protocol, all through SharedArrayBuffers (the staging buffers are shared with the thread):
 // - regions: one Int32 per REGION bytes of the weights stream, FREE → TOUCHING → READY. The
 //   thread takes a FREE region (compare-exchange), writes a zero to each of its pages and marks
