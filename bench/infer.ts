@@ -1,5 +1,5 @@
-// npm run bench:infer [-- --json] [--requests 2000] [--block 50] [--big-requests 300] [--big-block 10]
-//                                 [--parts 500] [--gen-runs 15] [--gen-tokens 64]
+// npm run bench:infer [-- --json] [--requests 2000] [--block 50] [--big-requests 300] [--big-block 1]
+//                                 [--parts 500] [--gen-runs 15] [--gen-tokens 64] [--settle-ms 80]
 // Latency of confidential inference through a real worker vs ONNX Runtime run directly in this
 // process on the same model, with the same session options and the same inputs.
 //
@@ -49,7 +49,11 @@ const BIG_BLOCK = opt("big-block", 1);
 const GEN_RUNS = opt("gen-runs", 15);
 const GEN_TOKENS = opt("gen-tokens", 64);
 const SMALL_BATCH = 1;
-const SETTLE_MS = 20;
+// After a run, ONNX Runtime's intra-op threads spin for about 40 ms on this machine (measured:
+// a core's worth of CPU in each 10 ms window for ~40 ms; none with allow_spinning 0). A path
+// measured inside the other process's spin gets one core instead of two, so every switch of
+// path waits this long; 20 ms made both plain and in-session runs of the 10 ms model ~2× slow.
+const SETTLE_MS = opt("settle-ms", 80);
 const PARTS = opt("parts", 500);
 const MAX_BATCH = 256;
 
@@ -97,7 +101,7 @@ async function interleave(contenders: Record<string, () => Promise<number> | num
   for (let b = 0; b * block < total; b++) {
     const order = names.map((_, i) => names[(i + b) % names.length]);
     for (const n of order) {
-      // A pause at each switch lets the other process's ONNX Runtime threads stop spinning first.
+      // A pause at each switch lets the other process's ONNX Runtime threads stop spinning first (SETTLE_MS).
       await new Promise((r) => setTimeout(r, SETTLE_MS));
       for (let i = 0; i < Math.min(block, total - b * block); i++) out[n].push(await contenders[n]());
     }
