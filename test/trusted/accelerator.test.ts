@@ -6,6 +6,7 @@ import { describe, expect, it } from "vitest";
 import * as F from "../../host/formats/index.ts";
 import { GraphBuilder, readAll, syntheticMlp, type DType, type TypedData, type WeightFile } from "../../host/onnx/build.ts";
 import { ACCELERATOR_FAILED, MAX_LOCATION_BYTES, OrtAccelerator } from "../../host/trusted/accelerator-ort.ts";
+import { parseOrtConfig } from "../../host/trusted/ort-runtime.ts";
 import { jsonLogger } from "../../host/trusted/log.ts";
 import { TensorListError, readTensorList, typedView, writeTensorList } from "../../host/trusted/tensorlist.ts";
 import { readManifestFacts } from "../../host/trusted/manifest-facts.ts";
@@ -333,6 +334,41 @@ describe("OrtAccelerator: execution providers", () => {
     const events = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
     expect(events.some((e) => e.provider === "cuda" && /skipped/.test(String(e.event)))).toBe(true);
     expect(events.some((e) => e.event === "falling back to execution provider" && e.provider === "cpu")).toBe(true);
+  });
+});
+
+describe("ONNX Runtime configuration (--ort)", () => {
+  it("parseOrtConfig takes each key with its type and refuses the rest, naming the key", () => {
+    const all = { executionProviders: ["cpu"], intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: "basic", executionMode: "sequential", enableCpuMemArena: false, enableMemPattern: true, allowSpinning: false };
+    expect(parseOrtConfig(all)).toEqual(all);
+    expect(() => parseOrtConfig({ allowSpinning: "no" })).toThrow(/allowSpinning must be a boolean/);
+    expect(() => parseOrtConfig({ intraOpNumThreads: 1.5 })).toThrow(/intraOpNumThreads must be an integer/);
+    expect(() => parseOrtConfig({ spin: false })).toThrow(/unknown ONNX Runtime config key "spin"/);
+    expect(() => parseOrtConfig([])).toThrow(/JSON object/);
+  });
+
+  it("a session with allowSpinning false (and two threads) is built by ONNX Runtime and computes like the reference", async () => {
+    const mlp = syntheticMlp({ weightsMiB: 1, seed: 5 });
+    const stream = new Uint8Array(Buffer.concat(await Promise.all(mlp.files.map((f) => readAll(f)))));
+    const io = {
+      inputs: [{ name: "x", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 64, max: 64 }] }],
+      outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 16, max: 16 }] }],
+    };
+    const manifest = manifestFor("mlp", mlp.graph, io.inputs, io.outputs, await descriptorFor(mlp.files));
+    for (const allowSpinning of [false, true]) {
+      const acc = new OrtAccelerator({ config: { intraOpNumThreads: 2, allowSpinning } });
+      expect(acc.createProgram(1, manifest, mlp.graph)).toBeUndefined();
+      expect(acc.uploadWeights(1, 0n, stream)).toBeUndefined();
+      expect(acc.measureWeights(1)).toEqual(sha256(stream));
+      expect(acc.finishWeights(1), acc.takeFailure()).toBeUndefined();
+      const x = mlp.sampleInput(4, 9);
+      const out = acc.run(1, F.encodeTensorList([F.tensorFromArray("x", 1, [4, 64], x)])) as Uint8Array;
+      const got = F.decodeTensorList(out.slice());
+      const [want] = await reference({ graph: mlp.graph, files: mlp.files }, [{ x: { type: "float32", dims: [4, 64], data: x } }]);
+      expect(Buffer.from(got[0].data).equals(Buffer.from(want.y.bytes))).toBe(true);
+      await acc.stagingWiped();
+      acc.close();
+    }
   });
 });
 
