@@ -74,7 +74,7 @@ function tensorSpecs(field: u32): u32 {
     const n = wire.vecLen;
     if (!wire.failed() && !nameOk(name, n, false)) wire.fail(BAD_VALUE, field); // §1.4
     for (let j: u32 = 0; j < i && !wire.failed(); j++) {
-      // §5.1: names unique among the inputs, and among the outputs
+      // §5.1: names unique among the inputs, and among the outputs (checked as the name is read)
       if (sameBytes(load<u32>(names + j * 8), load<u32>(names + j * 8 + 4), name, n)) wire.fail(NOT_CANONICAL, field);
     }
     store<u32>(names + i * 8, <u32>name);

@@ -99,6 +99,9 @@ function readSpecs(r: Reader, list: "inputs" | "outputs", countField: string): T
   for (let i = 0; i < count; i++) {
     const p = `${list}[${i}].`;
     const name = readName(r, `${p}name`);
+    // §5.1: a repeated name is refused as soon as it is read, before the rest of its spec.
+    if (seen.has(name)) r.fail("NOT_CANONICAL", `${p}name`, `duplicate ${list} name "${name}"`);
+    seen.add(name);
     const dtype = r.u8(`${p}dtype`);
     if (!DTYPES[dtype]) r.fail("BAD_VALUE", `${p}dtype`, `${dtype} is not a §5.2 dtype`);
     const rank = r.ranged(`${p}rank`, "u8", 0, MAX_RANK, "BAD_LENGTH");
@@ -112,8 +115,6 @@ function readSpecs(r: Reader, list: "inputs" | "outputs", countField: string): T
     }
     if (tensorBytes(dims.map((d) => d.max), dtype) === undefined)
       r.fail("TOO_LARGE", `${p}dims`, `the largest tensor exceeds TENSOR_MAX ${LIMITS.TENSOR_MAX} bytes`);
-    if (seen.has(name)) r.fail("NOT_CANONICAL", `${p}name`, `duplicate ${list} name "${name}"`);
-    seen.add(name);
     specs.push({ name, dtype, dims });
   }
   return specs;

@@ -133,6 +133,9 @@ describe("targeted fields, signed again (§5)", () => {
     ["T", "8 × 2^24 dims (overflow)", (m) => (m.outputs[0].dims = Array(8).fill([1, 1 << 24])), "TOO_LARGE@0x0307"],
     ["T", "duplicate input names", (m) => (m.inputs = [spec("x"), spec("z"), spec("x")]), "NOT_CANONICAL@0x0306"],
     ["T", "duplicate output names", (m) => (m.outputs = [spec("y"), spec("y")]), "NOT_CANONICAL@0x0307"],
+    // §5.1: the repeat is refused as its name is read, before its (bad) dtype or dims.
+    ["T", "duplicate output name, then a bad dtype", (m) => (m.outputs = [spec("y"), spec("y", 0)]), "NOT_CANONICAL@0x0307"],
+    ["T", "duplicate input name, then a bad dim", (m) => (m.inputs = [spec("x"), spec("x", 1, [[0, 1]])]), "NOT_CANONICAL@0x0306"],
     ["T", "an input and an output share a name", (m) => (m.outputs = [spec("x")]), "OK"],
     ["T", "tensor names may hold / and upper case", (m) => (m.inputs = [spec("Dir/X.in-1")]), "OK"],
     ["T", "tensor name with leading /", (m) => (m.inputs = [spec("/x")]), "BAD_VALUE@0x0306"],
