@@ -1,4 +1,4 @@
-// npm run bench:infer [-- --json] [--requests 2000] [--block 50] [--big-requests 300] [--big-block 1]
+// npm run bench:infer [-- --json] [--requests 2000] [--block 50] [--big-requests 300] [--big-block 1] [--trace]
 //                                 [--parts 500] [--gen-runs 15] [--gen-tokens 64] [--settle-ms 80]
 // Latency of confidential inference through a real worker vs ONNX Runtime run directly in this
 // process on the same model, with the same session options and the same inputs.
@@ -38,6 +38,8 @@ import { makeTrust, newKey, readyWorker, sealInMemory, type Program, type Progra
 
 const argv = process.argv.slice(2);
 const json = argv.includes("--json");
+/** --trace: the 10 ms model's in-session requests split into segments on the shared monotonic clock. */
+const TRACE = argv.includes("--trace");
 const opt = (name: string, dflt: number) => {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? Number(argv[i + 1]) : dflt;
@@ -66,7 +68,17 @@ const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 };
 const trust = makeTrust();
 const key = newKey();
 const tmp = tempDir("veil-bench-infer-");
-const worker = await readyWorker(trust, key, { logLevel: "warn" });
+// With --trace the worker logs its public per-request timings (debug level), matched below.
+const workerLog: Record<string, number | string>[] = [];
+const worker = await readyWorker(trust, key, {
+  logLevel: TRACE ? "debug" : "warn",
+  onLog: (e) => {
+    if (TRACE && typeof e === "object" && (e.event === "run timing" || (e.event === "request done" && e.op === "infer"))) workerLog.push(e as Record<string, number | string>);
+  },
+});
+/** Client-side stamps (monotonic µs) of traced in-session requests: start, sealed, reply in hand, opened. */
+const clientStamps: number[][] = [];
+const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 const { client, report } = worker;
 
 // The same loader and accelerator code in this process (no channel, no client crypto), for the breakdown.
@@ -178,11 +190,16 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
   if (gotSession.kind !== 1 || !Buffer.from(gotSession.outputs[0].data).equals(Buffer.from(got.outputs[0].data))) throw new Error(`${label}: the session's output differs`);
   const sessionConf = async () => {
     const t = nowNs();
+    const stamp = [monoUs()];
     const req = veilSession.seal(inner);
-    const res = req.openResponse(await client.infer(handle, req.bytes));
-    const us = usSince(t);
+    stamp.push(monoUs());
+    const reply = await client.infer(handle, req.bytes);
+    stamp.push(monoUs());
+    const res = req.openResponse(reply);
+    const took = usSince(t);
     if (res.kind !== 1) throw new Error("bad response");
-    return us;
+    if (TRACE && label === "10ms-mlp") clientStamps.push([...stamp, monoUs()]);
+    return took;
   };
   const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast }, total, block);
   let parts: Record<string, Sample> | undefined;
@@ -521,6 +538,7 @@ console.log(`robustness (median over blocks of block-p50 ratios${BIG_BLOCK === 1
 console.log(`10 ms model check: plain p50 ${(bigPlain.p50 / 1e3).toFixed(1)} ms ${bigPlain.p50 >= 10_000 ? "≥ 10 ms" : "< 10 ms: the machine was quieter than at calibration; the ratio understates the model size asked for"}`);
 console.log(`small: confidential − plain at p50 = ${overheadSmall.toFixed(0)} µs in a session (opened once, untimed), ${overheadSmallOneshot.toFixed(0)} µs one-shot HPKE (what-if client: ${overheadSmallFast.toFixed(0)} µs);  10 ms model: confidential / plain at p50 = ${ratioBig.toFixed(3)}× in a session, ${ratioBigOneshot.toFixed(3)}× one-shot (what-if client: ${ratioBigFast.toFixed(3)}×)`);
 console.log("");
+if (TRACE) traceTable();
 console.log(`small model, the session path's parts (each timed alone, ${Object.values(small.parts!)[0].length} samples):`);
 table(["part", "p50 µs", "p99 µs"], Object.entries(small.parts!).map(([k, v]) => [k, us(stat(v).p50), us(stat(v).p99)]));
 console.log(`small model, the one-shot HPKE path's parts (each timed alone, ${Object.values(small.oneshotParts!)[0].length} samples):`);
@@ -557,4 +575,30 @@ if (json) {
     infer_10ms_plain_us_p50: round(bigPlain.p50, 1),
     infer_10ms_confidential_us_p50: round(bigConf.p50, 1),
   }));
+}
+
+/** --trace: pairs each traced client request with the worker's timings of it (by time) and prints the p50 of each segment. */
+function traceTable(): void {
+  const done = workerLog.filter((e) => e.event === "request done" && typeof e.arrivedUs === "number") as Record<string, number>[];
+  const runs = workerLog.filter((e) => e.event === "run timing") as Record<string, number>[];
+  const segs = new Map<string, number[]>();
+  const add = (k: string, v: number) => segs.set(k, [...(segs.get(k) ?? []), v]);
+  for (const [t0, sealed, got, opened] of clientStamps) {
+    // The worker stamps "replied" just after its write, so the client may already hold the reply then.
+    const w = done.find((d) => d.arrivedUs >= sealed && d.arrivedUs <= got);
+    const r = w && runs.find((x) => x.startUs >= w.startUs && x.endUs <= w.repliedUs);
+    if (!w || !r) continue;
+    add("client seal", sealed - t0);
+    add("sent → frame complete in the worker (channel in, wake-up)", w.arrivedUs - sealed);
+    add("frame complete → dispatch (queue)", w.startUs - w.arrivedUs);
+    add("dispatch → ONNX Runtime starts (loader open, tensor views)", r.startUs - w.startUs);
+    add("ONNX Runtime run", r.endUs - r.startUs);
+    add("ONNX Runtime done → reply written (outputs, loader seal, frame)", w.repliedUs - r.endUs);
+    add("reply written → client has it (channel out, wake-up)", got - w.repliedUs);
+    add("client open", opened - got);
+  }
+  const n = segs.get("client seal")?.length ?? 0;
+  console.log(`--trace: the 10 ms model's in-session requests, ${n} of ${clientStamps.length} matched with the worker's timings (monotonic clock, µs;`);
+  console.log(`  the worker stamps "reply written" after its write returns: if the woken client took the core first, the next segment goes negative)`);
+  table(["segment", "p50 µs", "p90 µs"], [...segs].map(([k, v]) => [k, percentile(v, 50).toFixed(0), percentile(v, 90).toFixed(0)]));
 }

@@ -68,6 +68,8 @@ interface Job {
    */
   resume?: () => Uint8Array[] | undefined;
   abort?: () => void;
+  /** Monotonic ns when its frame was complete (for the public "request done" timings). */
+  arrived?: bigint;
 }
 
 const EMPTY = new Uint8Array(0);
@@ -114,7 +116,7 @@ export class WorkerService {
             refuse: { code: WorkerCode.FRAME_TOO_LARGE, message: `frame of ${ev.length} bytes is over the ${this.maxFrame}-byte bound; skipped` },
           });
         } else {
-          this.enqueue({ conn, type: ev.type, id: ev.id, payload: ev.payload });
+          this.enqueue({ conn, type: ev.type, id: ev.id, payload: ev.payload, arrived: process.hrtime.bigint() });
         }
       }
     });
@@ -216,7 +218,11 @@ export class WorkerService {
       }
       job.abort = undefined;
       this.reply(job.conn, Reply.OK, job.id, result);
-      this.o.log.debug("request done", { op, id: job.id, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n) });
+      // Public timings on the monotonic clock (µs), comparable with the parent's (bench:infer --trace).
+      this.o.log.debug("request done", {
+        op, id: job.id, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n),
+        arrivedUs: job.arrived === undefined ? undefined : Number(job.arrived / 1000n), startUs: Number(t0 / 1000n), repliedUs: Number(process.hrtime.bigint() / 1000n),
+      });
       if (job.type === Req.SHUTDOWN) {
         this.stopping = true;
         this.drainQueue();
