@@ -599,6 +599,7 @@ function traceTable(): void {
   }
   const n = segs.get("client seal")?.length ?? 0;
   console.log(`--trace: the 10 ms model's in-session requests, ${n} of ${clientStamps.length} matched with the worker's timings (monotonic clock, µs;`);
-  console.log(`  the worker stamps "reply written" after its write returns: if the woken client took the core first, the next segment goes negative)`);
+  console.log(`  the worker stamps "reply written" after its write returns: if the woken client took the core first, the next segment goes negative;`);
+  console.log(`  the worker logs every request in this mode, so the other numbers of a --trace run are not comparable with a plain run)`);
   table(["segment", "p50 µs", "p90 µs"], [...segs].map(([k, v]) => [k, percentile(v, 50).toFixed(0), percentile(v, 90).toFixed(0)]));
 }
