@@ -141,7 +141,19 @@ async function throughWorker(c: Case): Promise<void> {
       expect(res.outputs.map((o) => o.name)).toEqual(["y"]);
       got.push({ dims: res.outputs[0].dims, bytes: res.outputs[0].data, inputSha256: sha256Hex(new Uint8Array(x.buffer)) });
     }
-    const built = procMem(pid);
+    // The measurement thread wipes the staging after finish-weights has returned (SPEC §11.3);
+    // its memory can go once the worker logs "staging wiped" and has collected it.
+    const tw = Date.now();
+    while (!logs.some((e) => e.event === "staging wiped") && Date.now() - tw < 120_000) await new Promise((r) => setTimeout(r, 50));
+    expect(logs.some((e) => e.event === "staging wiped"), "the worker logged the staging wipe").toBe(true);
+    // Giving GiBs back takes the kernel a while: sample until RSS stops falling.
+    let built = procMem(pid);
+    for (let prev = Infinity; prev - built.rss > 16 * MiB && Date.now() - tw < 120_000; ) {
+      prev = built.rss;
+      await new Promise((r) => setTimeout(r, 200));
+      built = procMem(pid);
+    }
+    say(`${c.label}: staging wiped and released ${Date.now() - tw} ms after the last request was answered`);
     const loaderAfterRun = wasmMemories(pid).find((w) => w.start === loader!.start);
     await client.unloadProgram(h);
     const unloaded = procMem(pid);
