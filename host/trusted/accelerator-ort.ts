@@ -13,7 +13,6 @@ import type { Accelerator } from "./loader-instance.ts";
 import { silentLogger, type Logger } from "./log.ts";
 import { ManifestReadError, readManifestFacts, type ManifestFacts } from "./manifest-facts.ts";
 import { MeasureJob, warmMeasureThread } from "./measure.ts";
-import { wipeShared } from "./wipe-shared.mjs";
 import { OrtRuntime, type OrtConfig, type SyncSession } from "./ort-runtime.ts";
 import { DTYPES, DTYPE_BY_ORT, TENSOR_MAX, readTensorList, typedView, writeTensorList, type OutTensor, type TypedArray } from "./tensorlist.ts";
 
@@ -381,10 +380,10 @@ export class OrtAccelerator implements Accelerator {
         if (gc) setImmediate(gc);
       });
     } else {
+      // Staging and the job's buffers are the same memory (the job exists from create-program
+      // until the staging goes).
       job?.cancel(!this.closing);
-      lengths.forEach((n, i) => {
-        if (n > 0 && p.staging[i]) wipeShared(p.staging[i], n);
-      });
+      job?.wipeHere(lengths);
     }
     p.staging = [];
   }

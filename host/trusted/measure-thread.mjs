@@ -22,9 +22,7 @@ parentPort.once("message", (job) => {
       // sends the bytes to wipe per buffer ({ wipe }) and goes on, or says goodbye ({}).
       parentPort.once("message", (m) => {
         if (m.wipe) {
-          job.buffers.forEach((b, i) => {
-            if (m.wipe[i] > 0) wipeShared(new Uint8Array(b), m.wipe[i]);
-          });
+          wipeShared(job.buffers, m.wipe);
           parentPort.postMessage("wiped");
         }
         parentPort.close();

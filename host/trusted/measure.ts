@@ -177,9 +177,7 @@ export class MeasureJob {
 
   /** Wipes the first `lengths[i]` bytes of each buffer on this thread. */
   wipeHere(lengths: number[]): void {
-    this.buffers.forEach((b, i) => {
-      if (lengths[i] > 0) wipeShared(new Uint8Array(b), lengths[i]);
-    });
+    wipeShared(this.buffers, lengths);
   }
 
   /** Stops the thread (the buffers are about to be wiped); `rewarm` starts the next load's thread. */
