@@ -582,7 +582,10 @@ function traceTable(): void {
   const done = workerLog.filter((e) => e.event === "request done" && typeof e.arrivedUs === "number") as Record<string, number>[];
   const runs = workerLog.filter((e) => e.event === "run timing") as Record<string, number>[];
   const segs = new Map<string, number[]>();
-  const add = (k: string, v: number) => segs.set(k, [...(segs.get(k) ?? []), v]);
+  const add = (k: string, v: number) => {
+    if (!segs.has(k)) segs.set(k, []);
+    segs.get(k)!.push(v);
+  };
   for (const [t0, sealed, got, opened] of clientStamps) {
     // The worker stamps "replied" just after its write, so the client may already hold the reply then.
     const w = done.find((d) => d.arrivedUs >= sealed && d.arrivedUs <= got);

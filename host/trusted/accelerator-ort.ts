@@ -286,10 +286,10 @@ export class OrtAccelerator implements Accelerator {
         });
         if (list.length !== p.facts.inputs.length) this.refuse(program, "input count does not match the manifest");
         const fetches = Object.fromEntries(p.facts.outputs.map((o) => [o.name, null]));
-        const t0 = process.hrtime.bigint();
+        const t0 = this.log.debugEnabled ? process.hrtime.bigint() : 0n;
         const result = p.session.run(feeds, fetches);
         // Public: when ONNX Runtime ran (monotonic µs), for bench:infer --trace.
-        this.log.debug("run timing", { program, startUs: Number(t0 / 1000n), endUs: Number(process.hrtime.bigint() / 1000n) });
+        if (this.log.debugEnabled) this.log.debug("run timing", { program, startUs: Number(t0 / 1000n), endUs: Number(process.hrtime.bigint() / 1000n) });
         const outs: OutTensor[] = [];
         for (const spec of p.facts.outputs) {
           const r = result[spec.name];

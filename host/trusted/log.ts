@@ -14,6 +14,8 @@ export interface Logger {
   warn(event: string, fields?: LogFields): void;
   info(event: string, fields?: LogFields): void;
   debug(event: string, fields?: LogFields): void;
+  /** Debug lines are written: per-request call sites build their fields only then. */
+  readonly debugEnabled: boolean;
 }
 
 const RANK: Record<LogLevel, number> = { quiet: 0, error: 1, warn: 2, info: 3, debug: 4 };
@@ -47,7 +49,8 @@ export function jsonLogger(level: LogLevel, write: (line: string) => void = (l) 
     warn: (e, f) => emit("warn", e, f),
     info: (e, f) => emit("info", e, f),
     debug: (e, f) => emit("debug", e, f),
+    debugEnabled: at >= RANK.debug,
   };
 }
 
-export const silentLogger: Logger = { error() {}, warn() {}, info() {}, debug() {} };
+export const silentLogger: Logger = { error() {}, warn() {}, info() {}, debug() {}, debugEnabled: false };

@@ -116,7 +116,7 @@ export class WorkerService {
             refuse: { code: WorkerCode.FRAME_TOO_LARGE, message: `frame of ${ev.length} bytes is over the ${this.maxFrame}-byte bound; skipped` },
           });
         } else {
-          this.enqueue({ conn, type: ev.type, id: ev.id, payload: ev.payload, arrived: process.hrtime.bigint() });
+          this.enqueue({ conn, type: ev.type, id: ev.id, payload: ev.payload, arrived: this.o.log.debugEnabled ? process.hrtime.bigint() : undefined });
         }
       }
     });
@@ -207,7 +207,7 @@ export class WorkerService {
       this.reply(job.conn, Reply.WORKER_ERROR, job.id, errorPayload(WorkerCode.SHUTTING_DOWN, `${op}: the worker is shutting down`));
       return;
     }
-    const t0 = process.hrtime.bigint();
+    const t0 = this.o.log.debugEnabled ? process.hrtime.bigint() : 0n;
     this.o.accelerator.takeFailure(); // a reason left by an earlier call must not attach to this one
     try {
       const result = job.resume ? job.resume() : this.dispatch(job);
@@ -218,11 +218,14 @@ export class WorkerService {
       }
       job.abort = undefined;
       this.reply(job.conn, Reply.OK, job.id, result);
-      // Public timings on the monotonic clock (µs), comparable with the parent's (bench:infer --trace).
-      this.o.log.debug("request done", {
-        op, id: job.id, ms: Number((process.hrtime.bigint() - t0) / 1_000_000n),
-        arrivedUs: job.arrived === undefined ? undefined : Number(job.arrived / 1000n), startUs: Number(t0 / 1000n), repliedUs: Number(process.hrtime.bigint() / 1000n),
-      });
+      if (this.o.log.debugEnabled) {
+        // Public timings on the monotonic clock (µs), comparable with the parent's (bench:infer --trace).
+        const end = process.hrtime.bigint();
+        this.o.log.debug("request done", {
+          op, id: job.id, ms: Number((end - t0) / 1_000_000n),
+          arrivedUs: job.arrived === undefined ? undefined : Number(job.arrived / 1000n), startUs: Number(t0 / 1000n), repliedUs: Number(end / 1000n),
+        });
+      }
       if (job.type === Req.SHUTDOWN) {
         this.stopping = true;
         this.drainQueue();
