@@ -12,7 +12,9 @@
 // One-shot (§8.1–§8.3, a separate row and JSON key): the client seals each request with its own
 // HPKE key exchange (host/formats sealRequest), opens with openResponse.
 // Outputs are checked bit-identical to the plain path first, on both confidential paths.
-// Plain: `await session.run(feeds)` (onnxruntime-node's public API) in this process.
+// Plain: `await session.run(feeds)` (onnxruntime-node's public API) in this process, with the
+// worker's default session options; a second plain row uses ONNX Runtime's own defaults, which
+// differ in one entry (threads keep spinning after a run: see host/trusted/README.md).
 // The paths alternate in blocks (a short pause at each switch); p50/p99 over all requests of a
 // path. The confidential path's parts are then timed alone the same way, to show where the
 // time goes, and a what-if client (bench/lib/fast-client.ts: the same HPKE with node:crypto's
@@ -28,6 +30,8 @@ import * as F from "../host/formats/index.ts";
 import { syntheticMlp, type SyntheticMlp } from "../host/onnx/build.ts";
 import { externalData } from "../host/onnx/run.ts";
 import { OrtAccelerator } from "../host/trusted/accelerator-ort.ts";
+import { silentLogger } from "../host/trusted/log.ts";
+import { OrtRuntime } from "../host/trusted/ort-runtime.ts";
 import { LoaderInstance } from "../host/trusted/loader-instance.ts";
 import { REPO_ROOT, isWorkerError } from "../host/worker/client.ts";
 import { argmaxLast, generateModel, generateSpec, tokenize } from "./lib/generate-model.ts";
@@ -61,8 +65,13 @@ const MAX_BATCH = 256;
 
 const t0All = nowNs();
 ort.env.logLevel = "fatal";
-// host/trusted/ort-runtime.ts: what the worker's sessions get (no config given to the worker).
-const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
+// Plain gets exactly what the worker's sessions get with no config (host/trusted/ort-runtime.ts),
+// so the comparison is veil's cost, not a difference in ONNX Runtime settings. That includes
+// session.force_spinning_stop (threads stop spinning when a run returns), which the worker sets
+// and ONNX Runtime's defaults do not: ORT_DEFAULTS is plain with ONNX Runtime's own defaults,
+// a second anchor in the same run.
+const SESSION_OPTIONS = new OrtRuntime({}, silentLogger).sessionOptions as ort.InferenceSession.SessionOptions;
+const ORT_DEFAULTS: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
 const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 };
 
 const trust = makeTrust();
@@ -99,7 +108,7 @@ async function load(spec: ProgramSpec, files: SyntheticMlp["files"]): Promise<{ 
 }
 
 console.log(`bench:infer — confidential inference (client → worker → loader → ONNX Runtime → client) vs session.run in this process`);
-console.log(`  ${process.version}, onnxruntime-node ${ort.env.versions.common ?? ""}; session options (both sides): cpu, graphOptimizationLevel "all", default threads; worker over stdin/stdout`);
+console.log(`  ${process.version}, onnxruntime-node ${ort.env.versions.common ?? ""}; session options (both sides, the worker's defaults): ${JSON.stringify(SESSION_OPTIONS)}, default threads; worker over stdin/stdout`);
 console.log(`  method: small and 10 ms models in a session opened once per model before the timed blocks (untimed), a fresh sequence number per request; one-shot rows seal each request with its own HPKE exchange; paths alternate in blocks; p50/p99 over all requests of a path; load average at start ${loadavg().map((x) => x.toFixed(1)).join(" ")} (2 cores, shared)`);
 
 type Sample = number[];
@@ -130,6 +139,8 @@ interface TensorCase {
   oneshot: Sample;
   /** What-if: the same request sealed with OpenSSL's X25519 (bench/lib/fast-client.ts). */
   confFast: Sample;
+  /** Plain with ONNX Runtime's own defaults (threads keep spinning after a run). */
+  plainOrtDefaults: Sample;
   batch: number;
   mlp: SyntheticMlp;
   parts?: Record<string, Sample>;
@@ -143,6 +154,7 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: MAX_BATCH }, { min: mlp.outputDim, max: mlp.outputDim }] }],
   }, mlp.files);
   const session = await ort.InferenceSession.create(mlp.graph, { ...SESSION_OPTIONS, externalData: await externalData(mlp.files) });
+  const sessionOrtDefaults = await ort.InferenceSession.create(mlp.graph, { ...ORT_DEFAULTS, externalData: await externalData(mlp.files) });
   const input = mlp.sampleInput(batch, 5);
   const feeds = { x: new ort.Tensor("float32", input, [batch, mlp.inputDim]) };
   const inner = F.encodeInnerRequest({ kind: 1, inputs: [{ name: "x", dtype: 1, dims: [batch, mlp.inputDim], data: new Uint8Array(input.buffer.slice(0)) }] });
@@ -160,6 +172,11 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
   const plain = async () => {
     const t = nowNs();
     await session.run(feeds, RUN_OPTIONS);
+    return usSince(t);
+  };
+  const plainOrtDefaults = async () => {
+    const t = nowNs();
+    await sessionOrtDefaults.run(feeds, RUN_OPTIONS);
     return usSince(t);
   };
   const conf = async () => {
@@ -201,7 +218,7 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     if (TRACE && label === "10ms-mlp") clientStamps.push([...stamp, monoUs()]);
     return took;
   };
-  const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast }, total, block);
+  const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast, plainOrtDefaults }, total, block);
   let parts: Record<string, Sample> | undefined;
   let oneshotParts: Record<string, Sample> | undefined;
   if (withParts) {
@@ -279,10 +296,11 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     }, Math.min(total, PARTS), BLOCK, 5);
   }
   await session.release();
+  await sessionOrtDefaults.release();
   await client.unloadProgram(handle);
   local.unloadProgram(localHandle);
   veilSession.close();
-  return { label, plain: main.plain, conf: main.conf, oneshot: main.oneshot, confFast: main.confFast, batch, mlp, parts, oneshotParts };
+  return { label, plain: main.plain, conf: main.conf, oneshot: main.oneshot, confFast: main.confFast, plainOrtDefaults: main.plainOrtDefaults, batch, mlp, parts, oneshotParts };
 }
 
 // ---- tensor mode: a small MLP, then one whose plain run takes ≥ 10 ms ----
@@ -517,10 +535,12 @@ table(
   ["model", "path", "p50 µs", "p99 µs", "requests"],
   [
     ["small", "plain session.run", us(smallPlain.p50), us(smallPlain.p99), small.plain.length],
+    ["small", "plain session.run, ONNX Runtime's defaults (threads spin after a run)", us(stat(small.plainOrtDefaults).p50), us(stat(small.plainOrtDefaults).p99), small.plainOrtDefaults.length],
     ["small", "confidential in a session (seal → worker → open)", us(smallConf.p50), us(smallConf.p99), small.conf.length],
     ["small", "confidential one-shot HPKE (seal → worker → open)", us(smallOneshot.p50), us(smallOneshot.p99), small.oneshot.length],
     ["small", "what-if: one-shot, client X25519 from node:crypto", us(stat(small.confFast).p50), us(stat(small.confFast).p99), small.confFast.length],
     ["10 ms", "plain session.run", us(bigPlain.p50), us(bigPlain.p99), big.plain.length],
+    ["10 ms", "plain session.run, ONNX Runtime's defaults (threads spin after a run)", us(stat(big.plainOrtDefaults).p50), us(stat(big.plainOrtDefaults).p99), big.plainOrtDefaults.length],
     ["10 ms", "confidential in a session (seal → worker → open)", us(bigConf.p50), us(bigConf.p99), big.conf.length],
     ["10 ms", "confidential one-shot HPKE (seal → worker → open)", us(bigOneshot.p50), us(bigOneshot.p99), big.oneshot.length],
     ["10 ms", "what-if: one-shot, client X25519 from node:crypto", us(stat(big.confFast).p50), us(stat(big.confFast).p99), big.confFast.length],
@@ -535,6 +555,9 @@ const blockRatio = (c: TensorCase, block: number, which: "conf" | "oneshot" | "c
 };
 const ratioBigFast = stat(big.confFast).p50 / bigPlain.p50;
 console.log(`robustness (median over blocks of block-p50 ratios${BIG_BLOCK === 1 ? ", i.e. of adjacent request pairs" : ""}): 10 ms model ${blockRatio(big, BIG_BLOCK, "conf").toFixed(3)}× in a session, ${blockRatio(big, BIG_BLOCK, "oneshot").toFixed(3)}× one-shot (what-if client ${blockRatio(big, BIG_BLOCK, "confFast").toFixed(3)}×); small model, session − plain by block p50: ${median(Array.from({ length: Math.ceil(small.plain.length / BLOCK) }, (_, i) => percentile(small.conf.slice(i * BLOCK, (i + 1) * BLOCK), 50) - percentile(small.plain.slice(i * BLOCK, (i + 1) * BLOCK), 50))).toFixed(0)} µs`);
+const overheadSmallVsDefaults = smallConf.p50 - stat(small.plainOrtDefaults).p50;
+const ratioBigVsDefaults = bigConf.p50 / stat(big.plainOrtDefaults).p50;
+console.log(`against plain with ONNX Runtime's defaults instead (the worker stops its threads spinning when a run returns; plain above does the same): small ${overheadSmallVsDefaults.toFixed(0)} µs, 10 ms model ${ratioBigVsDefaults.toFixed(3)}×`);
 console.log(`10 ms model check: plain p50 ${(bigPlain.p50 / 1e3).toFixed(1)} ms ${bigPlain.p50 >= 10_000 ? "≥ 10 ms" : "< 10 ms: the machine was quieter than at calibration; the ratio understates the model size asked for"}`);
 console.log(`small: confidential − plain at p50 = ${overheadSmall.toFixed(0)} µs in a session (opened once, untimed), ${overheadSmallOneshot.toFixed(0)} µs one-shot HPKE (what-if client: ${overheadSmallFast.toFixed(0)} µs);  10 ms model: confidential / plain at p50 = ${ratioBig.toFixed(3)}× in a session, ${ratioBigOneshot.toFixed(3)}× one-shot (what-if client: ${ratioBigFast.toFixed(3)}×)`);
 console.log("");
@@ -565,6 +588,8 @@ if (json) {
     infer_small_oneshot_overhead_us_p50: round(overheadSmallOneshot, 1),
     infer_10ms_model_ratio_p50: round(ratioBig, 3),
     infer_10ms_oneshot_ratio_p50: round(ratioBigOneshot, 3),
+    infer_small_overhead_vs_ort_defaults_us_p50: round(overheadSmallVsDefaults, 1),
+    infer_10ms_ratio_vs_ort_defaults_p50: round(ratioBigVsDefaults, 3),
     generate_token_overhead_us: round(perToken, 1),
     whatif_16_tokens_per_record_generate_token_overhead_us: round(perToken16, 1),
     whatif_openssl_client_small_overhead_us_p50: round(overheadSmallFast, 1),

@@ -38,11 +38,17 @@ export interface OrtConfig {
    * two or more threads — idle time other workers on the host cannot use.
    */
   allowSpinning?: boolean;
+  /**
+   * Whether intra-op threads stop spinning the moment a run returns (ONNX Runtime's
+   * session.force_spinning_stop). They still spin within a run. Default true here (ONNX
+   * Runtime's own default is false): see bench:infer.
+   */
+  stopSpinningAfterRun?: boolean;
 }
 
 const CONFIG_KEYS = new Set<keyof OrtConfig>([
   "executionProviders", "intraOpNumThreads", "interOpNumThreads", "graphOptimizationLevel",
-  "executionMode", "enableCpuMemArena", "enableMemPattern", "allowSpinning",
+  "executionMode", "enableCpuMemArena", "enableMemPattern", "allowSpinning", "stopSpinningAfterRun",
 ]);
 
 /** Validates an untyped configuration (from the command line); throws with a public message. */
@@ -73,7 +79,7 @@ export function parseOrtConfig(value: unknown): OrtConfig {
     if (v.executionMode !== "sequential" && v.executionMode !== "parallel") throw new Error("executionMode must be sequential or parallel");
     out.executionMode = v.executionMode;
   }
-  for (const k of ["enableCpuMemArena", "enableMemPattern", "allowSpinning"] as const) {
+  for (const k of ["enableCpuMemArena", "enableMemPattern", "allowSpinning", "stopSpinningAfterRun"] as const) {
     if (v[k] === undefined) continue;
     if (typeof v[k] !== "boolean") throw new Error(`${k} must be a boolean`);
     out[k] = v[k] as boolean;
@@ -176,8 +182,19 @@ export class OrtRuntime {
       ...(config.executionMode !== undefined ? { executionMode: config.executionMode } : {}),
       ...(config.enableCpuMemArena !== undefined ? { enableCpuMemArena: config.enableCpuMemArena } : {}),
       ...(config.enableMemPattern !== undefined ? { enableMemPattern: config.enableMemPattern } : {}),
-      ...(config.allowSpinning !== undefined ? { extra: { session: { intra_op: { allow_spinning: config.allowSpinning ? "1" : "0" } } } } : {}),
     };
+    // ONNX Runtime's session config entries (onnxruntime-node joins the nested keys with ".").
+    const session: Record<string, unknown> = {};
+    if (config.allowSpinning !== undefined) session.intra_op = { allow_spinning: config.allowSpinning ? "1" : "0" };
+    // Default on: a worker shares the host with the server, the client and other workers, and a
+    // pool left spinning after a reply takes a core from exactly the processes that must run next.
+    session.force_spinning_stop = (config.stopSpinningAfterRun ?? true) ? "1" : "0";
+    this.base.extra = { session };
+  }
+
+  /** The options every session gets (a copy; without externalData), for benchmarks to match. */
+  get sessionOptions(): Record<string, unknown> {
+    return structuredClone({ ...this.base, executionProviders: [...this.providers] });
   }
 
   /** The Tensor class the native binding was initialised with. */

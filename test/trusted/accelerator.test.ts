@@ -6,8 +6,8 @@ import { describe, expect, it } from "vitest";
 import * as F from "../../host/formats/index.ts";
 import { GraphBuilder, readAll, syntheticMlp, type DType, type TypedData, type WeightFile } from "../../host/onnx/build.ts";
 import { ACCELERATOR_FAILED, MAX_LOCATION_BYTES, OrtAccelerator } from "../../host/trusted/accelerator-ort.ts";
-import { parseOrtConfig } from "../../host/trusted/ort-runtime.ts";
-import { jsonLogger } from "../../host/trusted/log.ts";
+import { OrtRuntime, parseOrtConfig } from "../../host/trusted/ort-runtime.ts";
+import { jsonLogger, silentLogger } from "../../host/trusted/log.ts";
 import { TensorListError, readTensorList, typedView, writeTensorList } from "../../host/trusted/tensorlist.ts";
 import { readManifestFacts } from "../../host/trusted/manifest-facts.ts";
 import { reference } from "./helpers.ts";
@@ -339,15 +339,23 @@ describe("OrtAccelerator: execution providers", () => {
 
 describe("ONNX Runtime configuration (--ort)", () => {
   it("parseOrtConfig takes each key with its type and refuses the rest, naming the key", () => {
-    const all = { executionProviders: ["cpu"], intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: "basic", executionMode: "sequential", enableCpuMemArena: false, enableMemPattern: true, allowSpinning: false };
+    const all = { executionProviders: ["cpu"], intraOpNumThreads: 2, interOpNumThreads: 1, graphOptimizationLevel: "basic", executionMode: "sequential", enableCpuMemArena: false, enableMemPattern: true, allowSpinning: false, stopSpinningAfterRun: false };
     expect(parseOrtConfig(all)).toEqual(all);
     expect(() => parseOrtConfig({ allowSpinning: "no" })).toThrow(/allowSpinning must be a boolean/);
+    expect(() => parseOrtConfig({ stopSpinningAfterRun: 1 })).toThrow(/stopSpinningAfterRun must be a boolean/);
     expect(() => parseOrtConfig({ intraOpNumThreads: 1.5 })).toThrow(/intraOpNumThreads must be an integer/);
     expect(() => parseOrtConfig({ spin: false })).toThrow(/unknown ONNX Runtime config key "spin"/);
     expect(() => parseOrtConfig([])).toThrow(/JSON object/);
   });
 
-  it("a session with allowSpinning false (and two threads) is built by ONNX Runtime and computes like the reference", async () => {
+  it("sessions stop their threads spinning when a run returns unless stopSpinningAfterRun is false; allowSpinning maps to its own entry", () => {
+    const extra = (config: Parameters<typeof parseOrtConfig>[0]) => (new OrtRuntime(parseOrtConfig(config), silentLogger).sessionOptions as { extra?: unknown }).extra;
+    expect(extra({})).toEqual({ session: { force_spinning_stop: "1" } });
+    expect(extra({ stopSpinningAfterRun: false })).toEqual({ session: { force_spinning_stop: "0" } });
+    expect(extra({ allowSpinning: false })).toEqual({ session: { intra_op: { allow_spinning: "0" }, force_spinning_stop: "1" } });
+  });
+
+  it("sessions with either spinning setting (and two threads) are built by ONNX Runtime and compute like the reference", async () => {
     const mlp = syntheticMlp({ weightsMiB: 1, seed: 5 });
     const stream = new Uint8Array(Buffer.concat(await Promise.all(mlp.files.map((f) => readAll(f)))));
     const io = {
@@ -355,8 +363,8 @@ describe("ONNX Runtime configuration (--ort)", () => {
       outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: 8 }, { min: 16, max: 16 }] }],
     };
     const manifest = manifestFor("mlp", mlp.graph, io.inputs, io.outputs, await descriptorFor(mlp.files));
-    for (const allowSpinning of [false, true]) {
-      const acc = new OrtAccelerator({ config: { intraOpNumThreads: 2, allowSpinning } });
+    for (const spin of [{ allowSpinning: false }, { allowSpinning: true }, { stopSpinningAfterRun: false }, { stopSpinningAfterRun: true }]) {
+      const acc = new OrtAccelerator({ config: { intraOpNumThreads: 2, ...spin } });
       expect(acc.createProgram(1, manifest, mlp.graph)).toBeUndefined();
       expect(acc.uploadWeights(1, 0n, stream)).toBeUndefined();
       expect(acc.measureWeights(1)).toEqual(sha256(stream));
