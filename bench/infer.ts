@@ -12,6 +12,9 @@
 // One-shot (§8.1–§8.3, a separate row and JSON key): the client seals each request with its own
 // HPKE key exchange (host/formats sealRequest), opens with openResponse.
 // Outputs are checked bit-identical to the plain path first, on both confidential paths.
+// Process floor: the same session.run in a child that WorkerClient spawns and frames exactly like
+// the worker (bench/lib/plain-run-child.ts), raw tensor bytes both ways: what a separate process
+// costs before veil does anything. Reported beside plain, and veil's cost over it.
 // Plain: `await session.run(feeds)` (onnxruntime-node's public API) in this process, with the
 // worker's default session options; a second plain row uses ONNX Runtime's own defaults, which
 // differ in one entry (threads keep spinning after a run: see host/trusted/README.md).
@@ -23,7 +26,8 @@
 // a greedy, seeded request (infer-begin/next, one record per token); the plain side is a JS
 // greedy loop calling session.run on the growing context. Whole generations back to back,
 // order alternating; (confidential − plain) / tokens per run, median over runs.
-import { readFileSync } from "node:fs";
+import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
 import { loadavg } from "node:os";
 import * as ort from "onnxruntime-node";
 import * as F from "../host/formats/index.ts";
@@ -33,12 +37,13 @@ import { OrtAccelerator } from "../host/trusted/accelerator-ort.ts";
 import { silentLogger } from "../host/trusted/log.ts";
 import { OrtRuntime } from "../host/trusted/ort-runtime.ts";
 import { LoaderInstance } from "../host/trusted/loader-instance.ts";
-import { REPO_ROOT, isWorkerError } from "../host/worker/client.ts";
+import { REPO_ROOT, WorkerClient, isWorkerError } from "../host/worker/client.ts";
 import { argmaxLast, generateModel, generateSpec, tokenize } from "./lib/generate-model.ts";
 import { fastSealer } from "./lib/fast-client.ts";
-import { tempDir } from "./lib/proc.ts";
+import { PLAIN_CHILD } from "./lib/plain-run-protocol.ts";
+import { ownChild, tempDir } from "./lib/proc.ts";
 import { median, msSince, nowNs, percentile, round, table, usSince } from "./lib/stats.ts";
-import { makeTrust, newKey, readyWorker, sealInMemory, type Program, type ProgramSpec } from "./lib/veil.ts";
+import { makeTrust, newKey, readyWorker, sealInMemory, writePlainFiles, type Program, type ProgramSpec } from "./lib/veil.ts";
 
 const argv = process.argv.slice(2);
 const json = argv.includes("--json");
@@ -89,6 +94,9 @@ const worker = await readyWorker(trust, key, {
 const clientStamps: number[][] = [];
 const monoUs = () => Number(process.hrtime.bigint() / 1000n);
 const { client, report } = worker;
+// The process floor: ONNX Runtime alone in a child spawned and framed like the worker (no loader, no crypto).
+const plainChild = WorkerClient.spawn({ entry: "bench/lib/plain-run-child.ts" });
+ownChild(plainChild.child!);
 
 // The same loader and accelerator code in this process (no channel, no client crypto), for the breakdown.
 const localAcc = new OrtAccelerator({ config: {} });
@@ -141,6 +149,8 @@ interface TensorCase {
   confFast: Sample;
   /** Plain with ONNX Runtime's own defaults (threads keep spinning after a run). */
   plainOrtDefaults: Sample;
+  /** The process floor: plain in a child spawned and framed like the worker, raw bytes both ways. */
+  plainInChild: Sample;
   batch: number;
   mlp: SyntheticMlp;
   parts?: Record<string, Sample>;
@@ -155,6 +165,11 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
   }, mlp.files);
   const session = await ort.InferenceSession.create(mlp.graph, { ...SESSION_OPTIONS, externalData: await externalData(mlp.files) });
   const sessionOrtDefaults = await ort.InferenceSession.create(mlp.graph, { ...ORT_DEFAULTS, externalData: await externalData(mlp.files) });
+  const childDir = join(tmp.dir, label);
+  mkdirSync(childDir);
+  writeFileSync(join(childDir, "model.onnx"), mlp.graph);
+  const childLoad = { graph: join(childDir, "model.onnx"), files: await writePlainFiles(mlp.files, childDir), input: "x", inputDim: mlp.inputDim, output: "y" };
+  await plainChild.request(PLAIN_CHILD.LOAD, [new TextEncoder().encode(JSON.stringify(childLoad))]);
   const input = mlp.sampleInput(batch, 5);
   const feeds = { x: new ort.Tensor("float32", input, [batch, mlp.inputDim]) };
   const inner = F.encodeInnerRequest({ kind: 1, inputs: [{ name: "x", dtype: 1, dims: [batch, mlp.inputDim], data: new Uint8Array(input.buffer.slice(0)) }] });
@@ -172,6 +187,14 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
   const plain = async () => {
     const t = nowNs();
     await session.run(feeds, RUN_OPTIONS);
+    return usSince(t);
+  };
+  const inputBytes = new Uint8Array(input.buffer, input.byteOffset, input.byteLength);
+  const fromChild = await plainChild.request(PLAIN_CHILD.RUN, [inputBytes]);
+  if (!Buffer.from(fromChild).equals(Buffer.from(want.buffer, want.byteOffset, want.byteLength))) throw new Error(`${label}: the plain child's output differs from session.run's`);
+  const plainInChild = async () => {
+    const t = nowNs();
+    await plainChild.request(PLAIN_CHILD.RUN, [inputBytes]);
     return usSince(t);
   };
   const plainOrtDefaults = async () => {
@@ -218,7 +241,7 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     if (TRACE && label === "10ms-mlp") clientStamps.push([...stamp, monoUs()]);
     return took;
   };
-  const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast, plainOrtDefaults }, total, block);
+  const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast, plainOrtDefaults, plainInChild }, total, block);
   let parts: Record<string, Sample> | undefined;
   let oneshotParts: Record<string, Sample> | undefined;
   if (withParts) {
@@ -300,7 +323,7 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
   await client.unloadProgram(handle);
   local.unloadProgram(localHandle);
   veilSession.close();
-  return { label, plain: main.plain, conf: main.conf, oneshot: main.oneshot, confFast: main.confFast, plainOrtDefaults: main.plainOrtDefaults, batch, mlp, parts, oneshotParts };
+  return { label, plain: main.plain, conf: main.conf, oneshot: main.oneshot, confFast: main.confFast, plainOrtDefaults: main.plainOrtDefaults, plainInChild: main.plainInChild, batch, mlp, parts, oneshotParts };
 }
 
 // ---- tensor mode: a small MLP, then one whose plain run takes ≥ 10 ms ----
@@ -512,6 +535,7 @@ const x25519Us = await (async () => {
 })();
 
 await client.close();
+await plainChild.close();
 tmp.cleanup();
 
 // ---- report ----
@@ -536,11 +560,13 @@ table(
   [
     ["small", "plain session.run", us(smallPlain.p50), us(smallPlain.p99), small.plain.length],
     ["small", "plain session.run, ONNX Runtime's defaults (threads spin after a run)", us(stat(small.plainOrtDefaults).p50), us(stat(small.plainOrtDefaults).p99), small.plainOrtDefaults.length],
+    ["small", "process floor: plain in a child spawned and framed like the worker (raw bytes, no loader, no crypto)", us(stat(small.plainInChild).p50), us(stat(small.plainInChild).p99), small.plainInChild.length],
     ["small", "confidential in a session (seal → worker → open)", us(smallConf.p50), us(smallConf.p99), small.conf.length],
     ["small", "confidential one-shot HPKE (seal → worker → open)", us(smallOneshot.p50), us(smallOneshot.p99), small.oneshot.length],
     ["small", "what-if: one-shot, client X25519 from node:crypto", us(stat(small.confFast).p50), us(stat(small.confFast).p99), small.confFast.length],
     ["10 ms", "plain session.run", us(bigPlain.p50), us(bigPlain.p99), big.plain.length],
     ["10 ms", "plain session.run, ONNX Runtime's defaults (threads spin after a run)", us(stat(big.plainOrtDefaults).p50), us(stat(big.plainOrtDefaults).p99), big.plainOrtDefaults.length],
+    ["10 ms", "process floor: plain in a child spawned and framed like the worker (raw bytes, no loader, no crypto)", us(stat(big.plainInChild).p50), us(stat(big.plainInChild).p99), big.plainInChild.length],
     ["10 ms", "confidential in a session (seal → worker → open)", us(bigConf.p50), us(bigConf.p99), big.conf.length],
     ["10 ms", "confidential one-shot HPKE (seal → worker → open)", us(bigOneshot.p50), us(bigOneshot.p99), big.oneshot.length],
     ["10 ms", "what-if: one-shot, client X25519 from node:crypto", us(stat(big.confFast).p50), us(stat(big.confFast).p99), big.confFast.length],
@@ -558,6 +584,11 @@ console.log(`robustness (median over blocks of block-p50 ratios${BIG_BLOCK === 1
 const overheadSmallVsDefaults = smallConf.p50 - stat(small.plainOrtDefaults).p50;
 const ratioBigVsDefaults = bigConf.p50 / stat(big.plainOrtDefaults).p50;
 console.log(`against plain with ONNX Runtime's defaults instead (the worker stops its threads spinning when a run returns; plain above does the same): small ${overheadSmallVsDefaults.toFixed(0)} µs, 10 ms model ${ratioBigVsDefaults.toFixed(3)}×`);
+const floorSmall = stat(small.plainInChild).p50 - smallPlain.p50;
+const floorBig = stat(big.plainInChild).p50 / bigPlain.p50;
+const overFloorSmall = smallConf.p50 - stat(small.plainInChild).p50;
+const overFloorBig = bigConf.p50 / stat(big.plainInChild).p50;
+console.log(`process floor (a separate process, before any of veil's work): small +${floorSmall.toFixed(0)} µs, 10 ms model ${floorBig.toFixed(3)}× over plain; veil over that floor: small +${overFloorSmall.toFixed(0)} µs, 10 ms model ${overFloorBig.toFixed(3)}×`);
 console.log(`10 ms model check: plain p50 ${(bigPlain.p50 / 1e3).toFixed(1)} ms ${bigPlain.p50 >= 10_000 ? "≥ 10 ms" : "< 10 ms: the machine was quieter than at calibration; the ratio understates the model size asked for"}`);
 console.log(`small: confidential − plain at p50 = ${overheadSmall.toFixed(0)} µs in a session (opened once, untimed), ${overheadSmallOneshot.toFixed(0)} µs one-shot HPKE (what-if client: ${overheadSmallFast.toFixed(0)} µs);  10 ms model: confidential / plain at p50 = ${ratioBig.toFixed(3)}× in a session, ${ratioBigOneshot.toFixed(3)}× one-shot (what-if client: ${ratioBigFast.toFixed(3)}×)`);
 console.log("");
@@ -588,6 +619,10 @@ if (json) {
     infer_small_oneshot_overhead_us_p50: round(overheadSmallOneshot, 1),
     infer_10ms_model_ratio_p50: round(ratioBig, 3),
     infer_10ms_oneshot_ratio_p50: round(ratioBigOneshot, 3),
+    infer_small_process_floor_us_p50: round(floorSmall, 1),
+    infer_10ms_process_floor_ratio_p50: round(floorBig, 3),
+    infer_small_overhead_over_floor_us_p50: round(overFloorSmall, 1),
+    infer_10ms_ratio_over_floor_p50: round(overFloorBig, 3),
     infer_small_overhead_vs_ort_defaults_us_p50: round(overheadSmallVsDefaults, 1),
     infer_10ms_ratio_vs_ort_defaults_p50: round(ratioBigVsDefaults, 3),
     generate_token_overhead_us: round(perToken, 1),

@@ -37,10 +37,8 @@ export class JsonChild {
 
   /** `script` is a path relative to the repository root. */
   static spawn(script: string, nodeArgs: string[] = ["--expose-gc"]): JsonChild {
-    const w = workerCommand({ nodeArgs });
-    // workerCommand's args end with the worker entry; swap in our script.
-    const args = [...w.args.slice(0, -1), script];
-    return new JsonChild(spawn(w.command, args, { cwd: w.cwd, stdio: ["pipe", "pipe", "pipe"] }));
+    const w = workerCommand({ nodeArgs, entry: script });
+    return new JsonChild(spawn(w.command, w.args, { cwd: w.cwd, stdio: ["pipe", "pipe", "pipe"] }));
   }
 
   get pid(): number {

@@ -1,8 +1,8 @@
 // The baseline of bench:load, as its own process: reads plain weight files into memory and
 // builds an ONNX Runtime session from the graph and those buffers (SessionOptions.externalData),
-// with the session options the trusted worker uses (host/trusted/ort-runtime.ts: CPU provider,
-// graphOptimizationLevel "all", logs at fatal only). One JSON command per stdin line, one JSON
-// reply per stdout line; it times itself and reports its VmRSS/VmHWM.
+// with the session options the trusted worker uses (host/trusted/ort-runtime.ts
+// OrtRuntime.sessionOptions). One JSON command per stdin line, one JSON reply per stdout line;
+// it times itself and reports its VmRSS/VmHWM.
 //
 //   {"op":"load","graph":PATH,"files":[{"location":L,"path":P}],"input":{...}?}
 //     → {"readMs","createMs","createFaults","createSysMs","rssBefore","hwmBefore","rss","hwm"}   (bytes)
@@ -14,14 +14,12 @@ import "../../host/trusted/no-telemetry.ts";
 import { readFileSync } from "node:fs";
 import { createInterface } from "node:readline";
 import * as ort from "onnxruntime-node";
+import { silentLogger } from "../../host/trusted/log.ts";
+import { OrtRuntime } from "../../host/trusted/ort-runtime.ts";
 import { procMem } from "./proc.ts";
 
 ort.env.logLevel = "fatal";
-const SESSION_OPTIONS: ort.InferenceSession.SessionOptions = {
-  executionProviders: ["cpu"],
-  graphOptimizationLevel: "all",
-  logSeverityLevel: 4,
-};
+const SESSION_OPTIONS = new OrtRuntime({}, silentLogger).sessionOptions as ort.InferenceSession.SessionOptions;
 
 const ms = (t0: bigint) => Number(process.hrtime.bigint() - t0) / 1e6;
 const sessions: ort.InferenceSession[] = [];

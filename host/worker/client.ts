@@ -140,6 +140,11 @@ export interface WorkerOptions {
   /** Directories whose sealed weights files the worker may read (loadWeightsFile); none: refused. */
   weightsDirs?: string[];
   env?: NodeJS.ProcessEnv;
+  /**
+   * A script to run instead of the worker (a path from the repository root), spawned and framed
+   * the same way: for benchmark baselines that must pay exactly the worker's process costs.
+   */
+  entry?: string;
 }
 
 /** The command that starts the worker, independent of the caller's cwd. */
@@ -150,7 +155,7 @@ export function workerCommand(o: WorkerOptions = {}): { command: string; args: s
   } catch {
     // resolved from cwd = REPO_ROOT below
   }
-  const args = [...(o.nodeArgs ?? ["--expose-gc"]), "--import", tsx, WORKER_ENTRY];
+  const args = [...(o.nodeArgs ?? ["--expose-gc"]), "--import", tsx, o.entry ? resolve(REPO_ROOT, o.entry) : WORKER_ENTRY];
   if (o.wasmPath) args.push("--wasm", resolve(o.wasmPath));
   if (o.maxFrame !== undefined) args.push("--max-frame", String(o.maxFrame));
   if (o.ort) args.push("--ort", JSON.stringify(o.ort));

@@ -153,4 +153,21 @@ describe("worker channel", () => {
       expect(await c.close()).toMatchObject({ code: 0 });
     }
   });
+
+  it("spawns another entry (a benchmark baseline) with the worker's own node flags, and frames it the same way", async () => {
+    const worker = workerCommand({ logLevel: "warn" });
+    const other = workerCommand({ logLevel: "warn", entry: "bench/lib/plain-run-child.ts" });
+    expect(other.args.filter((a) => !a.endsWith(".ts"))).toEqual(worker.args.filter((a) => !a.endsWith(".ts")));
+    expect(other.args).toContain(join(other.cwd, "bench/lib/plain-run-child.ts"));
+    expect(other.args).not.toContain(worker.args.find((a) => a.endsWith("worker.ts")));
+    // bench:infer's process floor answers over the worker's framing: a refusal before a load, then close().
+    const c = WorkerClient.spawn({ entry: "bench/lib/plain-run-child.ts" });
+    try {
+      const e = await c.request(0x71, [new Uint8Array(4)]).then(() => undefined, (x: unknown) => x);
+      expect(e).toBeInstanceOf(WorkerError);
+      expect(String((e as Error).message)).toMatch(/no op 0x71 before a load/);
+    } finally {
+      expect(await c.close()).toMatchObject({ code: 0 });
+    }
+  });
 });
