@@ -97,16 +97,17 @@ export function seqNonce(base: Uint8Array, seq: bigint): Uint8Array {
   return n;
 }
 
-function aeadSeal(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Uint8Array {
+/** aad ‖ ChaCha20-Poly1305(pt, aad) ‖ tag in one buffer: the request is its header then its ct. */
+function aeadSealAfterAad(key: Uint8Array, nonce: Uint8Array, aad: Uint8Array, pt: Uint8Array): Uint8Array {
   const c = createCipheriv("chacha20-poly1305", key, nonce, { authTagLength: TAG });
   c.setAAD(aad, { plaintextLength: pt.length });
+  const out = new Uint8Array(aad.length + pt.length + TAG);
+  out.set(aad, 0);
   const a = c.update(pt);
-  const b = c.final();
-  const tag = c.getAuthTag();
-  const out = new Uint8Array(a.length + b.length + TAG);
-  out.set(a, 0);
-  out.set(b, a.length);
-  out.set(tag, a.length + b.length);
+  out.set(a, aad.length);
+  const b = c.final(); // empty for a stream cipher; kept in case
+  out.set(b, aad.length + a.length);
+  out.set(c.getAuthTag(), aad.length + a.length + b.length);
   return out;
 }
 
@@ -201,11 +202,8 @@ export class ClientSession {
     header.set(SESSION_MAGIC, 1);
     header.set(this.accept.sessionId, 9);
     new DataView(header.buffer).setBigUint64(25, seq);
-    const ct = aeadSeal(this.keys.requestKey, seqNonce(this.keys.requestNonce, seq), header, inner);
+    const bytes = aeadSealAfterAad(this.keys.requestKey, seqNonce(this.keys.requestNonce, seq), header, inner);
     if (!(request instanceof Uint8Array)) wipe(inner);
-    const bytes = new Uint8Array(SESSION_HEADER_LEN + ct.length);
-    bytes.set(header, 0);
-    bytes.set(ct, SESSION_HEADER_LEN);
     if (bytes.length > LIMITS.REQUEST_MAX) throw new VeilFormatError("TOO_LARGE", "session_request", "ct", `${bytes.length} bytes exceed REQUEST_MAX ${LIMITS.REQUEST_MAX}`, "seal");
     const keys = this.keys;
     return {
