@@ -16,8 +16,7 @@
 // the worker (bench/lib/plain-run-child.ts), raw tensor bytes both ways: what a separate process
 // costs before veil does anything. Reported beside plain, and veil's cost over it.
 // Plain: `await session.run(feeds)` (onnxruntime-node's public API) in this process, with the
-// worker's default session options; a second plain row uses ONNX Runtime's own defaults, which
-// differ in one entry (threads keep spinning after a run: see host/trusted/README.md).
+// worker's default session options.
 // The paths alternate in blocks (a short pause at each switch); p50/p99 over all requests of a
 // path. The confidential path's parts are then timed alone the same way, to show where the
 // time goes, and a what-if client (bench/lib/fast-client.ts: the same HPKE with node:crypto's
@@ -71,12 +70,8 @@ const MAX_BATCH = 256;
 const t0All = nowNs();
 ort.env.logLevel = "fatal";
 // Plain gets exactly what the worker's sessions get with no config (host/trusted/ort-runtime.ts),
-// so the comparison is veil's cost, not a difference in ONNX Runtime settings. That includes
-// session.force_spinning_stop (threads stop spinning when a run returns), which the worker sets
-// and ONNX Runtime's defaults do not: ORT_DEFAULTS is plain with ONNX Runtime's own defaults,
-// a second anchor in the same run.
+// so the comparison is veil's cost, not a difference in ONNX Runtime settings.
 const SESSION_OPTIONS = new OrtRuntime({}, silentLogger).sessionOptions as ort.InferenceSession.SessionOptions;
-const ORT_DEFAULTS: ort.InferenceSession.SessionOptions = { executionProviders: ["cpu"], graphOptimizationLevel: "all", logSeverityLevel: 4 };
 const RUN_OPTIONS: ort.InferenceSession.RunOptions = { logSeverityLevel: 4 };
 
 const trust = makeTrust();
@@ -147,8 +142,6 @@ interface TensorCase {
   oneshot: Sample;
   /** What-if: the same request sealed with OpenSSL's X25519 (bench/lib/fast-client.ts). */
   confFast: Sample;
-  /** Plain with ONNX Runtime's own defaults (threads keep spinning after a run). */
-  plainOrtDefaults: Sample;
   /** The process floor: plain in a child spawned and framed like the worker, raw bytes both ways. */
   plainInChild: Sample;
   batch: number;
@@ -164,7 +157,6 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     outputs: [{ name: "y", dtype: 1, dims: [{ min: 1, max: MAX_BATCH }, { min: mlp.outputDim, max: mlp.outputDim }] }],
   }, mlp.files);
   const session = await ort.InferenceSession.create(mlp.graph, { ...SESSION_OPTIONS, externalData: await externalData(mlp.files) });
-  const sessionOrtDefaults = await ort.InferenceSession.create(mlp.graph, { ...ORT_DEFAULTS, externalData: await externalData(mlp.files) });
   const childDir = join(tmp.dir, label);
   mkdirSync(childDir);
   writeFileSync(join(childDir, "model.onnx"), mlp.graph);
@@ -195,11 +187,6 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
   const plainInChild = async () => {
     const t = nowNs();
     await plainChild.request(PLAIN_CHILD.RUN, [inputBytes]);
-    return usSince(t);
-  };
-  const plainOrtDefaults = async () => {
-    const t = nowNs();
-    await sessionOrtDefaults.run(feeds, RUN_OPTIONS);
     return usSince(t);
   };
   const conf = async () => {
@@ -241,7 +228,7 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     if (TRACE && label === "10ms-mlp") clientStamps.push([...stamp, monoUs()]);
     return took;
   };
-  const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast, plainOrtDefaults, plainInChild }, total, block);
+  const main = await interleave({ plain, conf: sessionConf, oneshot: conf, confFast, plainInChild }, total, block);
   let parts: Record<string, Sample> | undefined;
   let oneshotParts: Record<string, Sample> | undefined;
   if (withParts) {
@@ -319,11 +306,10 @@ async function tensorCase(label: string, mlp: SyntheticMlp, batch: number, total
     }, Math.min(total, PARTS), BLOCK, 5);
   }
   await session.release();
-  await sessionOrtDefaults.release();
   await client.unloadProgram(handle);
   local.unloadProgram(localHandle);
   veilSession.close();
-  return { label, plain: main.plain, conf: main.conf, oneshot: main.oneshot, confFast: main.confFast, plainOrtDefaults: main.plainOrtDefaults, plainInChild: main.plainInChild, batch, mlp, parts, oneshotParts };
+  return { label, plain: main.plain, conf: main.conf, oneshot: main.oneshot, confFast: main.confFast, plainInChild: main.plainInChild, batch, mlp, parts, oneshotParts };
 }
 
 // ---- tensor mode: a small MLP, then one whose plain run takes ≥ 10 ms ----
@@ -559,13 +545,11 @@ table(
   ["model", "path", "p50 µs", "p99 µs", "requests"],
   [
     ["small", "plain session.run", us(smallPlain.p50), us(smallPlain.p99), small.plain.length],
-    ["small", "plain session.run, ONNX Runtime's defaults (threads spin after a run)", us(stat(small.plainOrtDefaults).p50), us(stat(small.plainOrtDefaults).p99), small.plainOrtDefaults.length],
     ["small", "process floor: plain in a child spawned and framed like the worker (raw bytes, no loader, no crypto)", us(stat(small.plainInChild).p50), us(stat(small.plainInChild).p99), small.plainInChild.length],
     ["small", "confidential in a session (seal → worker → open)", us(smallConf.p50), us(smallConf.p99), small.conf.length],
     ["small", "confidential one-shot HPKE (seal → worker → open)", us(smallOneshot.p50), us(smallOneshot.p99), small.oneshot.length],
     ["small", "what-if: one-shot, client X25519 from node:crypto", us(stat(small.confFast).p50), us(stat(small.confFast).p99), small.confFast.length],
     ["10 ms", "plain session.run", us(bigPlain.p50), us(bigPlain.p99), big.plain.length],
-    ["10 ms", "plain session.run, ONNX Runtime's defaults (threads spin after a run)", us(stat(big.plainOrtDefaults).p50), us(stat(big.plainOrtDefaults).p99), big.plainOrtDefaults.length],
     ["10 ms", "process floor: plain in a child spawned and framed like the worker (raw bytes, no loader, no crypto)", us(stat(big.plainInChild).p50), us(stat(big.plainInChild).p99), big.plainInChild.length],
     ["10 ms", "confidential in a session (seal → worker → open)", us(bigConf.p50), us(bigConf.p99), big.conf.length],
     ["10 ms", "confidential one-shot HPKE (seal → worker → open)", us(bigOneshot.p50), us(bigOneshot.p99), big.oneshot.length],
@@ -581,9 +565,6 @@ const blockRatio = (c: TensorCase, block: number, which: "conf" | "oneshot" | "c
 };
 const ratioBigFast = stat(big.confFast).p50 / bigPlain.p50;
 console.log(`robustness (median over blocks of block-p50 ratios${BIG_BLOCK === 1 ? ", i.e. of adjacent request pairs" : ""}): 10 ms model ${blockRatio(big, BIG_BLOCK, "conf").toFixed(3)}× in a session, ${blockRatio(big, BIG_BLOCK, "oneshot").toFixed(3)}× one-shot (what-if client ${blockRatio(big, BIG_BLOCK, "confFast").toFixed(3)}×); small model, session − plain by block p50: ${median(Array.from({ length: Math.ceil(small.plain.length / BLOCK) }, (_, i) => percentile(small.conf.slice(i * BLOCK, (i + 1) * BLOCK), 50) - percentile(small.plain.slice(i * BLOCK, (i + 1) * BLOCK), 50))).toFixed(0)} µs`);
-const overheadSmallVsDefaults = smallConf.p50 - stat(small.plainOrtDefaults).p50;
-const ratioBigVsDefaults = bigConf.p50 / stat(big.plainOrtDefaults).p50;
-console.log(`against plain with ONNX Runtime's defaults instead (the worker stops its threads spinning when a run returns; plain above does the same): small ${overheadSmallVsDefaults.toFixed(0)} µs, 10 ms model ${ratioBigVsDefaults.toFixed(3)}×`);
 const floorSmall = stat(small.plainInChild).p50 - smallPlain.p50;
 const floorBig = stat(big.plainInChild).p50 / bigPlain.p50;
 const overFloorSmall = smallConf.p50 - stat(small.plainInChild).p50;
@@ -623,8 +604,6 @@ if (json) {
     infer_10ms_process_floor_ratio_p50: round(floorBig, 3),
     infer_small_overhead_over_floor_us_p50: round(overFloorSmall, 1),
     infer_10ms_ratio_over_floor_p50: round(overFloorBig, 3),
-    infer_small_overhead_vs_ort_defaults_us_p50: round(overheadSmallVsDefaults, 1),
-    infer_10ms_ratio_vs_ort_defaults_p50: round(ratioBigVsDefaults, 3),
     generate_token_overhead_us: round(perToken, 1),
     whatif_16_tokens_per_record_generate_token_overhead_us: round(perToken16, 1),
     whatif_openssl_client_small_overhead_us_p50: round(overheadSmallFast, 1),

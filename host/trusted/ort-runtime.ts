@@ -40,8 +40,8 @@ export interface OrtConfig {
   allowSpinning?: boolean;
   /**
    * Whether intra-op threads stop spinning the moment a run returns (ONNX Runtime's
-   * session.force_spinning_stop). They still spin within a run. Default true here (ONNX
-   * Runtime's own default is false): see bench:infer.
+   * session.force_spinning_stop; default false). They still spin within a run. The cost is
+   * waking them at the next run: see host/trusted/README.md.
    */
   stopSpinningAfterRun?: boolean;
 }
@@ -186,10 +186,8 @@ export class OrtRuntime {
     // ONNX Runtime's session config entries (onnxruntime-node joins the nested keys with ".").
     const session: Record<string, unknown> = {};
     if (config.allowSpinning !== undefined) session.intra_op = { allow_spinning: config.allowSpinning ? "1" : "0" };
-    // Default on: a worker shares the host with the server, the client and other workers, and a
-    // pool left spinning after a reply takes a core from exactly the processes that must run next.
-    session.force_spinning_stop = (config.stopSpinningAfterRun ?? true) ? "1" : "0";
-    this.base.extra = { session };
+    if (config.stopSpinningAfterRun !== undefined) session.force_spinning_stop = config.stopSpinningAfterRun ? "1" : "0";
+    if (Object.keys(session).length > 0) this.base.extra = { session };
   }
 
   /** The options every session gets (a copy; without externalData), for benchmarks to match. */

@@ -348,11 +348,12 @@ describe("ONNX Runtime configuration (--ort)", () => {
     expect(() => parseOrtConfig([])).toThrow(/JSON object/);
   });
 
-  it("sessions stop their threads spinning when a run returns unless stopSpinningAfterRun is false; allowSpinning maps to its own entry", () => {
+  it("the spinning keys map to ONNX Runtime's session config entries, and without them sessions keep ONNX Runtime's defaults", () => {
     const extra = (config: Parameters<typeof parseOrtConfig>[0]) => (new OrtRuntime(parseOrtConfig(config), silentLogger).sessionOptions as { extra?: unknown }).extra;
-    expect(extra({})).toEqual({ session: { force_spinning_stop: "1" } });
+    expect(extra({})).toBeUndefined();
+    expect(extra({ stopSpinningAfterRun: true })).toEqual({ session: { force_spinning_stop: "1" } });
     expect(extra({ stopSpinningAfterRun: false })).toEqual({ session: { force_spinning_stop: "0" } });
-    expect(extra({ allowSpinning: false })).toEqual({ session: { intra_op: { allow_spinning: "0" }, force_spinning_stop: "1" } });
+    expect(extra({ allowSpinning: false, stopSpinningAfterRun: true })).toEqual({ session: { intra_op: { allow_spinning: "0" }, force_spinning_stop: "1" } });
   });
 
   it("sessions with either spinning setting (and two threads) are built by ONNX Runtime and compute like the reference", async () => {
