@@ -13,18 +13,14 @@ import { readFileSync } from "node:fs";
 import * as ort from "onnxruntime-node";
 import { silentLogger } from "../../host/trusted/log.ts";
 import { OrtRuntime } from "../../host/trusted/ort-runtime.ts";
-import { FrameDecoder, Reply, Req, WorkerCode, errorPayload, frameParts } from "../../host/trusted/protocol.ts";
+import { FrameDecoder, Reply, Req, WorkerCode, errorPayload, writeFrame } from "../../host/trusted/protocol.ts";
 import { PLAIN_CHILD } from "./plain-run-protocol.ts";
 
 ort.env.logLevel = "fatal";
 const OPTIONS = new OrtRuntime({}, silentLogger).sessionOptions as ort.InferenceSession.SessionOptions;
 let loaded: { session: ort.InferenceSession; input: string; inputDim: number; output: string } | undefined;
 
-function reply(type: number, id: number, payload: readonly Uint8Array[]): void {
-  process.stdout.cork();
-  for (const p of frameParts(type, id, payload)) process.stdout.write(p);
-  process.stdout.uncork();
-}
+const reply = (type: number, id: number, payload: readonly Uint8Array[]): void => writeFrame(process.stdout, type, id, payload);
 
 async function handle(type: number, id: number, payload: Uint8Array): Promise<void> {
   if (type === PLAIN_CHILD.LOAD) {

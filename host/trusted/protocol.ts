@@ -111,6 +111,13 @@ export function vec16(bytes: Uint8Array): Uint8Array[] {
   return [u16(bytes.length), bytes];
 }
 
+/** Writes one frame to a stream in a single write call (corked: one writev of header and payload). */
+export function writeFrame(out: { cork(): void; write(chunk: Uint8Array): unknown; uncork(): void }, type: number, id: number, payload: readonly Uint8Array[]): void {
+  out.cork();
+  for (const p of frameParts(type, id, payload)) out.write(p);
+  out.uncork();
+}
+
 /** Frame parts (header first); write them in order, or join them with `concatParts`. */
 export function frameParts(type: number, id: number, payload: readonly Uint8Array[]): Uint8Array[] {
   let n = 0;

@@ -20,7 +20,7 @@ import {
   WorkerCode,
   encodeHello,
   errorPayload,
-  frameParts,
+  writeFrame,
   u32,
   type HelloInfo,
 } from "./protocol.ts";
@@ -191,10 +191,7 @@ export class WorkerService {
 
   private reply(conn: Connection, type: number, id: number, payload: readonly Uint8Array[]): void {
     if (conn.closed || conn.output.destroyed || !conn.output.writable) return;
-    const parts = frameParts(type, id, payload);
-    conn.output.cork();
-    for (const p of parts) conn.output.write(p);
-    conn.output.uncork();
+    writeFrame(conn.output, type, id, payload);
   }
 
   private execute(job: Job): void {

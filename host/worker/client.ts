@@ -24,7 +24,7 @@ import {
   WORKER_CODE_NAMES,
   decodeError,
   decodeHello,
-  frameParts,
+  writeFrame,
   u32,
   vec16,
   vec32,
@@ -307,10 +307,7 @@ export class WorkerClient {
     this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
     return new Promise<Uint8Array>((resolve, reject) => {
       this.pending.set(id, { op, resolve, reject });
-      const parts = frameParts(type, id, payload);
-      this.output.cork();
-      for (const p of parts) this.output.write(p);
-      this.output.uncork();
+      writeFrame(this.output, type, id, payload);
     });
   }
 
