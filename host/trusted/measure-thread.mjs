@@ -19,12 +19,10 @@ parentPort.once("message", (job) => {
   try {
     if (measure(job)) {
       // The staging holds plaintext until ONNX Runtime has its copy; then the main thread
-      // sends the bytes to wipe per buffer ({ wipe }) and goes on, or says goodbye ({}).
+      // sends the bytes to wipe per buffer ({ wipe }) and goes on (a cancel terminates us).
       parentPort.once("message", (m) => {
-        if (m.wipe) {
-          wipeShared(job.buffers, m.wipe);
-          parentPort.postMessage("wiped");
-        }
+        wipeShared(job.buffers, m.wipe);
+        parentPort.postMessage("wiped");
         parentPort.close();
       });
       return;

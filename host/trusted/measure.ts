@@ -20,8 +20,8 @@
 // - state (Int32): 0 running, 1 done (digest holds the measurement), 2 cancelled, 3 failed
 //   (the thread threw; it also wakes every waiter); bell (Int32):
 //   bumped and notified on every publish and on cancel, so the idle thread wakes.
-// - After done, one message: { wipe: bytes per buffer } (it wipes, answers "wiped" and exits)
-//   or {} (it exits). If it dies before "wiped", release() wipes here.
+// - After done, one message: { wipe: bytes per buffer } (it wipes, answers "wiped" and exits);
+//   cancel() terminates it instead. If it dies before "wiped", release() wipes here.
 import { createHash } from "node:crypto";
 import { Worker } from "node:worker_threads";
 import { wipeShared } from "./wipe-shared.mjs";
